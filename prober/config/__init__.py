@@ -1,0 +1,104 @@
+"""probes.toml -> frozen dataclasses. Every error names the file and the key.
+
+Each room's slice of the configuration is parsed in its own module (mail, delivery,
+webmail, sla, agent) so that the rooms can grow their settings independently.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from prober.config.agent import AgentSettings, parse_agent
+from prober.config.delivery import InfluxSettings, SpoolSettings, parse_influx, parse_spool
+from prober.config.mail import (
+    CanarySettings,
+    CheckSettings,
+    Mailbox,
+    Route,
+    Timeouts,
+    Vantage,
+    parse_canary,
+    parse_check,
+    parse_mailbox,
+    parse_route,
+    parse_timeouts,
+    parse_vantage,
+)
+from prober.config.reader import ConfigError, Secret, Section
+from prober.config.sla import SlaSettings, parse_sla
+from prober.config.webmail import WebmailTarget, parse_webmail
+
+__all__ = ["Config", "ConfigError", "Mailbox", "Route", "Secret", "load", "parse"]
+
+
+@dataclass(frozen=True)
+class Config:
+    file: str
+    vantage: Vantage
+    mailboxes: dict[str, Mailbox]
+    routes: tuple[Route, ...]
+    timeouts: Timeouts
+    canary: CanarySettings
+    check: CheckSettings
+    agent: AgentSettings
+    spool: SpoolSettings
+    influx: InfluxSettings | None
+    webmail: tuple[WebmailTarget, ...]
+    sla: SlaSettings
+
+
+def load(path: str | Path) -> Config:
+    file = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(file, "", f"cannot read: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(file, "", f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except tomllib.TOMLDecodeError as exc:
+        line = None
+        msg = str(exc)
+        # tomllib says "... (at line 3, column 7)"; lift the line into our own format
+        if "(at line " in msg:
+            tail = msg.rsplit("(at line ", 1)[1]
+            line = int(tail.split(",")[0].rstrip(")"))
+            msg = msg.rsplit(" (at line ", 1)[0]
+        raise ConfigError(file, "", f"TOML syntax error: {msg}", line=line) from None
+    return parse(data, file)
+
+
+def parse(data: dict, file: str = "<config>") -> Config:
+    root = Section(data, file)
+    vantage = parse_vantage(root)
+    mailboxes: dict[str, Mailbox] = {}
+    for s in root.tables("mailbox"):
+        mb = parse_mailbox(s)
+        if mb.name in mailboxes:
+            raise s.error("name", f"mailbox {mb.name!r} is defined twice")
+        mailboxes[mb.name] = mb
+    routes: list[Route] = []
+    for s in root.tables("route"):
+        route = parse_route(s, mailboxes)
+        if any(r.name == route.name for r in routes):
+            raise s.error("name", f"route {route.name!r} is defined twice")
+        routes.append(route)
+    config = Config(
+        file=file,
+        vantage=vantage,
+        mailboxes=mailboxes,
+        routes=tuple(routes),
+        timeouts=parse_timeouts(root),
+        canary=parse_canary(root),
+        check=parse_check(root),
+        agent=parse_agent(root),
+        spool=parse_spool(root, vantage.state_dir),
+        influx=parse_influx(root),
+        webmail=parse_webmail(root),
+        sla=parse_sla(root),
+    )
+    root.check_unknown()
+    return config

@@ -1,0 +1,216 @@
+"""The mail side of probes.toml: vantage, mailboxes, routes, timeouts, canary handling."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from prober.config.reader import Secret, Section
+
+TLS_MODES = ("starttls", "tls", "none")
+DIRECTIONS = ("outbound", "inbound", "internal")
+CLEANUP_MODES = ("delete", "move", "keep")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Vantage:
+    name: str
+    state_dir: str
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+    tls: str  # starttls | tls | none
+    ca_file: str | None = None
+    tls_verify: bool = True
+
+
+@dataclass(frozen=True)
+class ImapSettings:
+    endpoint: Endpoint
+    folder: str = "INBOX"
+    junk_folder: str | None = "Junk"
+    trash_folder: str = "Trash"
+    idle: bool = True
+
+
+@dataclass(frozen=True)
+class Mailbox:
+    name: str
+    address: str
+    user: str
+    password: Secret
+    smtp: Endpoint
+    imap: ImapSettings
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    sender: str  # mailbox name
+    recipient: str  # mailbox name
+    direction: str
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect_s: float = 10.0
+    command_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class CanarySettings:
+    late_after_s: float = 3600.0
+    lost_after_s: float = 14400.0
+    cleanup: str = "delete"
+    idle_renew_s: float = 240.0
+    poll_s: float = 10.0
+    junk_poll_s: float = 60.0
+    sweep_after_s: float = 86400.0
+
+
+@dataclass(frozen=True)
+class CheckSettings:
+    warning_s: float = 60.0
+    critical_s: float = 3600.0
+    wait_s: float = 120.0
+
+
+def default_state_dir() -> str:
+    if os.environ.get("STATE_DIRECTORY"):
+        # systemd's StateDirectory= may list several, colon separated
+        return os.environ["STATE_DIRECTORY"].split(":")[0]
+    if os.geteuid() == 0:
+        return "/var/lib/prober"
+    return str(Path.home() / ".local" / "state" / "prober")
+
+
+def _name(section: Section, key: str) -> str:
+    value = section.str(key)
+    if not _NAME.match(value):
+        raise section.error(key, f"{value!r} must be 1-64 letters, digits, '.', '_' or '-'")
+    return value
+
+
+def parse_vantage(root: Section) -> Vantage:
+    s = root.table("vantage", required=True)
+    assert s is not None
+    vantage = Vantage(name=_name(s, "name"), state_dir=s.str("state_dir", default_state_dir()))
+    s.check_unknown()
+    return vantage
+
+
+def _endpoint(s: Section, default_port: dict[str, int], allow_plaintext: bool) -> Endpoint:
+    tls = s.choice("tls", TLS_MODES)
+    if tls == "none" and not allow_plaintext:
+        raise s.error("tls", '"none" sends the password in clear text; set '
+                      "allow_plaintext = true on the mailbox to accept that")
+    ep = Endpoint(
+        host=s.str("host"),
+        port=s.int("port", default_port[tls], minimum=1, maximum=65535),
+        tls=tls,
+        ca_file=s.str("ca_file", None),
+        tls_verify=s.bool("tls_verify", True),
+    )
+    if ep.ca_file and not Path(ep.ca_file).is_file():
+        raise s.error("ca_file", f"no such file: {ep.ca_file}")
+    s.check_unknown()
+    return ep
+
+
+def parse_mailbox(s: Section) -> Mailbox:
+    name = _name(s, "name")
+    address = s.str("address")
+    if "@" not in address:
+        raise s.error("address", f"{address!r} is not an email address")
+    allow_plaintext = s.bool("allow_plaintext", False)
+    smtp_s = s.table("smtp", required=True)
+    imap_s = s.table("imap", required=True)
+    assert smtp_s is not None and imap_s is not None
+    smtp = _endpoint(smtp_s, {"starttls": 587, "tls": 465, "none": 25}, allow_plaintext)
+    imap_ep_fields = {k: v for k, v in imap_s.data.items()
+                      if k not in ("folder", "junk_folder", "trash_folder", "idle")}
+    imap_ep = _endpoint(Section(imap_ep_fields, imap_s.file, imap_s.path),
+                        {"starttls": 143, "tls": 993, "none": 143}, allow_plaintext)
+    junk = imap_s.data.get("junk_folder", "Junk")
+    imap = ImapSettings(
+        endpoint=imap_ep,
+        folder=imap_s.str("folder", "INBOX"),
+        junk_folder=imap_s.str("junk_folder", "Junk") if junk != "" else None,
+        trash_folder=imap_s.str("trash_folder", "Trash"),
+        idle=imap_s.bool("idle", True),
+    )
+    mailbox = Mailbox(
+        name=name,
+        address=address,
+        user=s.str("user", address),
+        password=s.secret("password"),  # type: ignore[arg-type]
+        smtp=smtp,
+        imap=imap,
+    )
+    s.check_unknown()
+    return mailbox
+
+
+def parse_route(s: Section, mailboxes: dict[str, Mailbox]) -> Route:
+    route = Route(
+        name=_name(s, "name"),
+        sender=s.str("from"),
+        recipient=s.str("to"),
+        direction=s.choice("direction", DIRECTIONS),
+    )
+    for key, ref in (("from", route.sender), ("to", route.recipient)):
+        if ref not in mailboxes:
+            known = ", ".join(sorted(mailboxes)) or "none defined"
+            raise s.error(key, f"no mailbox named {ref!r} (known: {known})")
+    s.check_unknown()
+    return route
+
+
+def parse_timeouts(root: Section) -> Timeouts:
+    s = root.table("timeouts")
+    if s is None:
+        return Timeouts()
+    t = Timeouts(connect_s=s.float("connect_s", 10.0, minimum=0.1),
+                 command_s=s.float("command_s", 30.0, minimum=0.1))
+    s.check_unknown()
+    return t
+
+
+def parse_canary(root: Section) -> CanarySettings:
+    s = root.table("canary")
+    if s is None:
+        return CanarySettings()
+    c = CanarySettings(
+        late_after_s=s.float("late_after_s", 3600.0, minimum=1),
+        lost_after_s=s.float("lost_after_s", 14400.0, minimum=1),
+        cleanup=s.choice("cleanup", CLEANUP_MODES, "delete"),
+        idle_renew_s=s.float("idle_renew_s", 240.0, minimum=5, maximum=1740),
+        poll_s=s.float("poll_s", 10.0, minimum=0.05),
+        junk_poll_s=s.float("junk_poll_s", 60.0, minimum=0.05),
+        sweep_after_s=s.float("sweep_after_s", 86400.0, minimum=60),
+    )
+    if c.lost_after_s <= c.late_after_s:
+        raise s.error("lost_after_s", f"must be greater than late_after_s ({c.late_after_s})")
+    s.check_unknown()
+    return c
+
+
+def parse_check(root: Section) -> CheckSettings:
+    s = root.table("check")
+    if s is None:
+        return CheckSettings()
+    c = CheckSettings(
+        warning_s=s.float("warning_s", 60.0, minimum=0),
+        critical_s=s.float("critical_s", 3600.0, minimum=0),
+        wait_s=s.float("wait_s", 120.0, minimum=1),
+    )
+    if c.critical_s < c.warning_s:
+        raise s.error("critical_s", f"must be >= warning_s ({c.warning_s})")
+    s.check_unknown()
+    return c

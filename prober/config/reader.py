@@ -1,0 +1,195 @@
+"""Typed access to a TOML table that names the file and key in every error."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+_REQUIRED: Any = object()
+
+
+class ConfigError(Exception):
+    """A problem in the configuration; the message names the file and the key."""
+
+    def __init__(self, file: str, key: str, message: str, line: int | None = None) -> None:
+        self.file = file
+        self.key = key
+        self.line = line
+        where = f"{file}:{line}" if line else file
+        text = f"{where}: {key}: {message}" if key else f"{where}: {message}"
+        super().__init__(text)
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A resolved secret. Its repr and str never show the value."""
+
+    source: str  # "env:NAME", "file:/path", "credential:NAME"
+    _value: str
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret({self.source}, ****)"
+
+    __str__ = __repr__
+
+
+class Section:
+    """One TOML table plus where it sits, so errors can say `file: mailbox[1].smtp.port: ...`."""
+
+    def __init__(self, data: dict[str, Any], file: str, path: str = "") -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(file, path, f"must be a table, got {type(data).__name__}")
+        self.data = data
+        self.file = file
+        self.path = path
+        self._used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def error(self, name: str, message: str) -> ConfigError:
+        return ConfigError(self.file, self.key(name), message)
+
+    def has(self, name: str) -> bool:
+        return name in self.data
+
+    def _get(self, name: str, default: Any, kinds: tuple[type, ...], kind_name: str) -> Any:
+        self._used.add(name)
+        if name not in self.data:
+            if default is _REQUIRED:
+                raise self.error(name, "is required")
+            return default
+        value = self.data[name]
+        # bool is an int in Python; TOML keeps them apart and so do we.
+        if isinstance(value, bool) and bool not in kinds:
+            raise self.error(name, f"must be {kind_name}, got a boolean")
+        if not isinstance(value, kinds):
+            raise self.error(name, f"must be {kind_name}, got {type(value).__name__} {value!r}")
+        return value
+
+    def str(self, name: str, default: Any = _REQUIRED) -> Any:
+        value = self._get(name, default, (str,), "a string")
+        if value is not default and value == "":
+            raise self.error(name, "must not be empty")
+        return value
+
+    def int(self, name: str, default: Any = _REQUIRED, minimum: int | None = None,
+            maximum: int | None = None) -> Any:
+        value = self._get(name, default, (int,), "an integer")
+        if value is not None and value is not default:
+            self._check_range(name, value, minimum, maximum)
+        return value
+
+    def float(self, name: str, default: Any = _REQUIRED, minimum: float | None = None,
+              maximum: float | None = None) -> Any:
+        value = self._get(name, default, (int, float), "a number")
+        if value is None or value is default:
+            return value
+        self._check_range(name, value, minimum, maximum)
+        return float(value)
+
+    def _check_range(self, name: str, value: float, minimum: float | None,
+                     maximum: float | None) -> None:
+        if minimum is not None and value < minimum:
+            raise self.error(name, f"must be >= {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise self.error(name, f"must be <= {maximum}, got {value}")
+
+    def bool(self, name: str, default: Any = _REQUIRED) -> Any:
+        return self._get(name, default, (bool,), "true or false")
+
+    def choice(self, name: str, choices: Iterable[str], default: Any = _REQUIRED) -> Any:
+        options = list(choices)
+        value = self.str(name, default)
+        if value is not default and value not in options:
+            raise self.error(name, f"must be one of {', '.join(options)}; got {value!r}")
+        return value
+
+    def str_list(self, name: str, default: Any = _REQUIRED) -> Any:
+        value = self._get(name, default, (list,), "a list of strings")
+        if value is default:
+            return value
+        for i, item in enumerate(value):
+            if not isinstance(item, str) or not item:
+                raise self.error(f"{name}[{i}]", f"must be a non-empty string, got {item!r}")
+        return list(value)
+
+    def table(self, name: str, required: bool = False) -> Section | None:
+        self._used.add(name)
+        if name not in self.data:
+            if required:
+                raise self.error(name, "is required (a table)")
+            return None
+        return Section(self.data[name], self.file, self.key(name))
+
+    def tables(self, name: str) -> list[Section]:
+        """An array of tables, `[[name]]`."""
+        self._used.add(name)
+        value = self.data.get(name, [])
+        if isinstance(value, dict):
+            value = [value]
+        if not isinstance(value, list):
+            raise self.error(name, "must be an array of tables ([[" + name + "]])")
+        return [Section(item, self.file, f"{self.key(name)}[{i}]") for i, item in enumerate(value)]
+
+    def each(self, name: str, build: Callable[[Section], T]) -> list[T]:
+        return [build(s) for s in self.tables(name)]
+
+    def secret(self, stem: str, required: bool = True) -> Secret | None:
+        """A secret named by `<stem>_env`, `<stem>_file` or `<stem>_credential`, never inline.
+
+        An inline `<stem>` key is refused: a password in a config file ends up in backups,
+        in version control and in `ps`-visible editors.
+        """
+        self._used.add(stem)
+        if stem in self.data:
+            raise self.error(stem, f"secrets are not accepted inline; use {stem}_env, "
+                             f"{stem}_file or {stem}_credential")
+        given = [s for s in ("env", "file", "credential") if f"{stem}_{s}" in self.data]
+        for source in ("env", "file", "credential"):
+            self._used.add(f"{stem}_{source}")
+        if not given:
+            if required:
+                raise self.error(f"{stem}_env", f"one of {stem}_env, {stem}_file, "
+                                 f"{stem}_credential is required")
+            return None
+        if len(given) > 1:
+            raise self.error(f"{stem}_{given[1]}", f"give only one of {stem}_env, {stem}_file, "
+                             f"{stem}_credential")
+        source = given[0]
+        key = f"{stem}_{source}"
+        ref = self.str(key)
+        if source == "env":
+            value = os.environ.get(ref)
+            if value is None:
+                raise self.error(key, f"environment variable {ref} is not set")
+            return Secret(f"env:{ref}", value)
+        if source == "file":
+            path = Path(ref)
+            if not path.is_absolute():
+                path = Path(self.file).resolve().parent / path
+            return Secret(f"file:{path}", self._read_secret_file(key, path))
+        creds = os.environ.get("CREDENTIALS_DIRECTORY")
+        if not creds:
+            raise self.error(key, "CREDENTIALS_DIRECTORY is not set (systemd LoadCredential= "
+                             "provides it)")
+        return Secret(f"credential:{ref}", self._read_secret_file(key, Path(creds) / ref))
+
+    def _read_secret_file(self, key: str, path: Path) -> str:
+        try:
+            return path.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise self.error(key, f"cannot read {path}: {exc.strerror}") from None
+
+    def check_unknown(self) -> None:
+        """Typos such as `prot = 587` must not be silently ignored."""
+        for name in self.data:
+            if name not in self._used:
+                raise self.error(name, "unknown key")
