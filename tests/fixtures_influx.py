@@ -1,0 +1,1 @@
+"""Fixtures for the local InfluxDB 1.6.7 and VictoriaMetrics."""

@@ -1,0 +1,1 @@
+"""Fixtures for the local mail stack (Postfix + Dovecot)."""
