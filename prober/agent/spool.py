@@ -1,0 +1,535 @@
+"""The durable outbox: every Measurement is committed here, as line protocol, first.
+
+A SQLite database in WAL mode with `synchronous=FULL`: when `append()` returns, the points
+are on disk and survive a crash, a SIGKILL or a power cut. The writer (agent/influx.py)
+reads them in id order and deletes them only once InfluxDB acknowledged them; lines that
+InfluxDB refuses as malformed move to a dead-letter table with the server's reason.
+
+With no `[influx]` configured the spool is the store itself: points are kept within
+`max_bytes` and `max_age_s` (the oldest pruned, with a log line and a counter), listed by
+`prober spool status` and exported by `prober spool export`.
+
+Disk safety: below `min_free_bytes` of free space new points are refused with a loud error
+and a counter (the caller keeps running); a ballast file is deleted to give SQLite room to
+delete and checkpoint when the disk is full, and put back once there is room again.
+
+The same database file also holds other rooms' tables (the canary ledger): this module
+touches only the `spool_*` tables.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from prober.config.delivery import SpoolSettings
+from prober.measurement import Measurement
+
+log = logging.getLogger("prober.spool")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS spool_points (
+    -- AUTOINCREMENT: ids are never reused, so id order is append order even after deletes
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    measurement TEXT NOT NULL,
+    time_ns INTEGER NOT NULL,
+    enqueued_ns INTEGER NOT NULL,
+    line TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS spool_points_measurement_time
+    ON spool_points (measurement, time_ns);
+CREATE TABLE IF NOT EXISTS spool_dead (
+    id INTEGER PRIMARY KEY,
+    measurement TEXT NOT NULL,
+    time_ns INTEGER NOT NULL,
+    enqueued_ns INTEGER NOT NULL,
+    failed_ns INTEGER NOT NULL,
+    status INTEGER,
+    reason TEXT NOT NULL,
+    line TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS spool_counters (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+"""
+
+# How often (appends / seconds) the retention of a store-only spool is enforced: pruning is
+# a few range deletes, but there is no need to do it on every append.
+_PRUNE_EVERY_APPENDS = 500
+_PRUNE_EVERY_S = 60.0
+_PRUNE_CHUNK = 2000
+# A refused point is logged at once, then at most this often (with the running count).
+_REFUSED_LOG_EVERY_S = 60.0
+
+
+class SpoolError(RuntimeError):
+    """The spool cannot be opened or used; the message says which file and why."""
+
+
+class SpoolFull(SpoolError):
+    """New points were refused (free-space floor or size cap); nothing already spooled is lost.
+
+    `count` is how many points this call refused.
+    """
+
+    def __init__(self, message: str, count: int) -> None:
+        super().__init__(message)
+        self.count = count
+
+
+@dataclass(frozen=True)
+class SpoolRow:
+    id: int
+    measurement: str
+    time_ns: int
+    enqueued_ns: int
+    line: str
+
+
+@dataclass(frozen=True)
+class DeadRow:
+    id: int
+    measurement: str
+    time_ns: int
+    failed_ns: int
+    status: int | None
+    reason: str
+    line: str
+
+
+@dataclass(frozen=True)
+class SpoolStats:
+    path: str
+    depth: int
+    oldest_age_s: float | None
+    oldest_time_ns: int | None
+    newest_time_ns: int | None
+    used_bytes: int
+    file_bytes: int
+    free_bytes: int
+    dead: int
+    refused_total: int
+    pruned_total: int
+    ballast_present: bool
+    by_measurement: dict[str, int]
+
+
+def _measurement_name(line: str) -> str:
+    # The measurement is the line's first token up to an unescaped comma or space.
+    i = 0
+    n = len(line)
+    while i < n:
+        c = line[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c in ", ":
+            break
+        i += 1
+    return line[:i].replace("\\,", ",").replace("\\ ", " ").replace("\\\\", "\\")
+
+
+class Spool:
+    """Thread-safe: each thread gets its own SQLite connection (WAL lets a reader and the
+    writer work side by side; writers queue on SQLite's lock with a busy timeout)."""
+
+    def __init__(self, path: str | Path, settings: SpoolSettings | None = None) -> None:
+        self.path = Path(path)
+        self.settings = settings or SpoolSettings(path=str(path))
+        self.ballast_path = self.path.with_name(self.path.name + ".ballast")
+        self.refused_count = 0
+        self.pruned_count = 0
+        self.invalid_count = 0
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self._appends_since_prune = 0
+        self._last_prune = 0.0
+        self._last_refused_log = 0.0
+        self._refused_since_log = 0
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise SpoolError(f"cannot create the spool's directory {self.path.parent}: "
+                             f"{exc.strerror}") from None
+        conn = self._conn()
+        try:
+            with conn:
+                conn.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise SpoolError(f"cannot initialise the spool {self.path}: {exc}") from None
+        self._ensure_ballast()
+        if self.settings.retain:
+            self.prune()
+
+    # -- connections ---------------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._closed:
+            raise SpoolError(f"spool {self.path} is closed")
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        try:
+            # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE below), so a
+            # read never silently holds a write lock.
+            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
+                                   check_same_thread=False)
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise SpoolError(f"spool {self.path}: SQLite refused WAL mode (got {mode})")
+            # FULL: the WAL is fsynced at every commit, so a committed append survives power
+            # loss, not only a process crash (NORMAL would risk the last transactions).
+            conn.execute("PRAGMA synchronous=FULL")
+        except sqlite3.Error as exc:
+            raise SpoolError(f"cannot open the spool {self.path}: {exc}") from None
+        self._local.conn = conn
+        with self._lock:
+            self._conns.append(conn)
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- disk safety ---------------------------------------------------------------------
+
+    def free_bytes(self) -> int:
+        return shutil.disk_usage(self.path.parent).free
+
+    def used_bytes(self) -> int:
+        """Bytes of the database in use: pages minus free pages (the file does not shrink)."""
+        conn = self._conn()
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        return int((pages - free) * page_size)
+
+    def _ensure_ballast(self) -> None:
+        size = self.settings.ballast_bytes
+        if size <= 0 or self.ballast_path.exists():
+            return
+        # Only put it back when that leaves the floor intact with room to spare.
+        if self.free_bytes() < self.settings.min_free_bytes + 2 * size:
+            return
+        tmp = self.ballast_path.with_name(self.ballast_path.name + ".tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                # Real blocks, not a sparse file: deleting it must give space back.
+                os.posix_fallocate(fd, 0, size)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.ballast_path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            log.warning("spool %s: cannot create the ballast file %s: %s", self.path,
+                        self.ballast_path, exc.strerror)
+
+    def release_ballast(self) -> bool:
+        """Delete the ballast file to give SQLite room; True when there was one."""
+        try:
+            self.ballast_path.unlink()
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            log.error("spool %s: cannot delete the ballast file %s: %s", self.path,
+                      self.ballast_path, exc.strerror)
+            return False
+        log.warning("spool %s: disk nearly full: released the %d-byte ballast file so "
+                    "delivered points can still be deleted", self.path,
+                    self.settings.ballast_bytes)
+        return True
+
+    def _refuse(self, count: int, why: str) -> SpoolFull:
+        self.refused_count += count
+        self._refused_since_log += count
+        self._bump_counter("refused", count)
+        now = time.monotonic()
+        message = f"spool {self.path}: refused {count} new point(s): {why}"
+        if now - self._last_refused_log >= _REFUSED_LOG_EVERY_S or self._last_refused_log == 0:
+            log.error("%s (%d refused since the last report, %d in total; points already "
+                      "spooled are kept)", message, self._refused_since_log, self.refused_count)
+            self._last_refused_log = now
+            self._refused_since_log = 0
+        return SpoolFull(message, count)
+
+    def _check_room(self, count: int) -> None:
+        s = self.settings
+        free = self.free_bytes()
+        if free < s.min_free_bytes:
+            # The ballast stays: the floor itself leaves SQLite room to delete delivered rows;
+            # the ballast is for when something else fills the disk to the last byte.
+            raise self._refuse(count, f"only {free / 2**20:.1f} MiB free on the spool's "
+                               f"filesystem, below the floor min_free_bytes = "
+                               f"{s.min_free_bytes} ({s.min_free_bytes / 2**20:.1f} MiB)")
+        if not s.retain:
+            used = self.used_bytes()
+            if used >= s.max_bytes:
+                raise self._refuse(count, f"the spool holds {used} bytes of undelivered "
+                                   f"points, at its cap max_bytes = {s.max_bytes}; is InfluxDB "
+                                   "reachable?")
+
+    def _bump_counter(self, name: str, by: int) -> None:
+        # Best effort: on a full disk this write may fail too; the in-memory count stays.
+        with contextlib.suppress(sqlite3.Error):
+            self._conn().execute(
+                "INSERT INTO spool_counters (name, value) VALUES (?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value", (name, by))
+
+    # -- appending -----------------------------------------------------------------------
+
+    def append(self, measurements: Iterable[Measurement]) -> int:
+        """Commit the measurements in one transaction; returns how many were stored.
+
+        Durable when this returns. Raises SpoolFull when new points are refused (free-space
+        floor, or the size cap while InfluxDB is configured); a Measurement that cannot be
+        written as line protocol (no fields) is logged and skipped, not fatal to the rest.
+        """
+        now = time.time_ns()
+        rows: list[tuple[str, int, int, str]] = []
+        for m in measurements:
+            try:
+                line = m.to_line()
+            except (ValueError, TypeError) as exc:
+                self.invalid_count += 1
+                log.error("spool: skipped measurement %r: %s", m.name, exc)
+                continue
+            rows.append((m.name, m.time_ns, now, line))
+        return self._insert(rows)
+
+    def append_lines(self, lines: Iterable[str]) -> int:
+        """Commit raw line protocol (one point per line, timestamp in ns) in one transaction."""
+        now = time.time_ns()
+        rows = []
+        for line in lines:
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            tail = line.rsplit(" ", 1)[-1]
+            time_ns = int(tail) if tail.lstrip("-").isdigit() else now
+            rows.append((_measurement_name(line), time_ns, now, line))
+        return self._insert(rows)
+
+    def _insert(self, rows: list[tuple[str, int, int, str]]) -> int:
+        if not rows:
+            return 0
+        self._check_room(len(rows))
+        conn = self._conn()
+        for attempt in (1, 2):
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.executemany("INSERT INTO spool_points (measurement, time_ns, "
+                                     "enqueued_ns, line) VALUES (?, ?, ?, ?)", rows)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                break
+            except sqlite3.OperationalError as exc:
+                if "full" in str(exc).lower() and attempt == 1 and self.release_ballast():
+                    continue
+                if "full" in str(exc).lower():
+                    raise self._refuse(len(rows), f"SQLite says {exc}") from None
+                raise SpoolError(f"spool {self.path}: cannot append: {exc}") from None
+        self._after_append(len(rows))
+        return len(rows)
+
+    def _after_append(self, count: int) -> None:
+        if not self.settings.retain:
+            return
+        self._appends_since_prune += count
+        now = time.monotonic()
+        if (self._appends_since_prune >= _PRUNE_EVERY_APPENDS
+                or now - self._last_prune >= _PRUNE_EVERY_S):
+            self.prune()
+
+    # -- retention (store-only mode) -----------------------------------------------------
+
+    def prune(self) -> int:
+        """Drop the oldest points beyond max_age_s or max_bytes; returns how many.
+
+        Only for a store-only spool (no [influx]): a delivering spool drops nothing unsent.
+        """
+        self._appends_since_prune = 0
+        self._last_prune = time.monotonic()
+        if not self.settings.retain:
+            return 0
+        conn = self._conn()
+        cutoff = time.time_ns() - int(self.settings.max_age_s * 1e9)
+        by_age = by_size = 0
+        # Rows are in enqueue order by id, so the old ones are a prefix: delete by id ranges.
+        while True:
+            first = conn.execute("SELECT id, enqueued_ns FROM spool_points "
+                                 "ORDER BY id LIMIT 1").fetchone()
+            if first is None or first[1] >= cutoff:
+                break
+            n = self._delete_where("id < ? AND enqueued_ns < ?",
+                                   (first[0] + _PRUNE_CHUNK, cutoff))
+            by_age += n
+        while self.used_bytes() > self.settings.max_bytes:
+            first = conn.execute("SELECT id FROM spool_points ORDER BY id LIMIT 1").fetchone()
+            if first is None:
+                break
+            by_size += self._delete_where("id < ?", (first[0] + _PRUNE_CHUNK,))
+        total = by_age + by_size
+        if total:
+            self.pruned_count += total
+            self._bump_counter("pruned", total)
+            log.warning("spool %s: pruned %d oldest point(s) (%d older than max_age_s = %.0f, "
+                        "%d over max_bytes = %d); configure [influx] to keep everything",
+                        self.path, total, by_age, self.settings.max_age_s, by_size,
+                        self.settings.max_bytes)
+        return total
+
+    def _delete_where(self, where: str, params: tuple[int, ...]) -> int:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            cur = conn.execute(f"DELETE FROM spool_points WHERE {where}", params)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return cur.rowcount
+
+    # -- draining (used by the writer) ---------------------------------------------------
+
+    def read_batch(self, limit: int, after_id: int = 0) -> list[SpoolRow]:
+        """The oldest `limit` points (id order) with id > after_id."""
+        cur = self._conn().execute(
+            "SELECT id, measurement, time_ns, enqueued_ns, line FROM spool_points "
+            "WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit))
+        return [SpoolRow(*r) for r in cur]
+
+    def ack(self, ids: Sequence[int]) -> int:
+        """Delete delivered points. Retries once after releasing the ballast on a full disk."""
+        if not ids:
+            return 0
+        conn = self._conn()
+        for attempt in (1, 2):
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.executemany("DELETE FROM spool_points WHERE id = ?",
+                                     ((i,) for i in ids))
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                break
+            except sqlite3.OperationalError as exc:
+                if "full" in str(exc).lower() and attempt == 1 and self.release_ballast():
+                    continue
+                raise SpoolError(f"spool {self.path}: cannot delete delivered points: "
+                                 f"{exc}") from None
+        self._ensure_ballast()
+        return len(ids)
+
+    def dead_letter(self, rows: Sequence[SpoolRow], status: int | None, reason: str) -> None:
+        """Move refused points to the dead-letter table with the server's reason."""
+        if not rows:
+            return
+        conn = self._conn()
+        now = time.time_ns()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(
+                "INSERT OR REPLACE INTO spool_dead (id, measurement, time_ns, enqueued_ns, "
+                "failed_ns, status, reason, line) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(r.id, r.measurement, r.time_ns, r.enqueued_ns, now, status, reason, r.line)
+                 for r in rows])
+            conn.executemany("DELETE FROM spool_points WHERE id = ?", ((r.id,) for r in rows))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def dead_rows(self, limit: int | None = None) -> list[DeadRow]:
+        cur = self._conn().execute(
+            "SELECT id, measurement, time_ns, failed_ns, status, reason, line FROM spool_dead "
+            "ORDER BY id LIMIT ?", (-1 if limit is None else limit,))
+        return [DeadRow(*r) for r in cur]
+
+    # -- reading -------------------------------------------------------------------------
+
+    def depth(self) -> int:
+        return int(self._conn().execute("SELECT count(*) FROM spool_points").fetchone()[0])
+
+    def oldest_age_s(self) -> float | None:
+        """Seconds since the oldest spooled point was appended (None when empty)."""
+        row = self._conn().execute(
+            "SELECT enqueued_ns FROM spool_points ORDER BY id LIMIT 1").fetchone()
+        if row is None:
+            return None
+        return max(0.0, (time.time_ns() - row[0]) / 1e9)
+
+    def read_lines(self, measurement: str | None = None, start_ns: int | None = None,
+                   end_ns: int | None = None) -> Iterator[str]:
+        """Spooled line protocol, in append order (so a rewritten point's last version comes
+        last, as InfluxDB would keep it). `start_ns` inclusive, `end_ns` exclusive."""
+        where: list[str] = []
+        params: list[object] = []
+        if measurement is not None:
+            where.append("measurement = ?")
+            params.append(measurement)
+        if start_ns is not None:
+            where.append("time_ns >= ?")
+            params.append(start_ns)
+        if end_ns is not None:
+            where.append("time_ns < ?")
+            params.append(end_ns)
+        sql = "SELECT line FROM spool_points"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id"
+        # A dedicated connection: the caller may iterate slowly while this thread appends.
+        conn = sqlite3.connect(self.path, timeout=30.0)
+        try:
+            for (line,) in conn.execute(sql, params):
+                yield line
+        finally:
+            conn.close()
+
+    def counters(self) -> dict[str, int]:
+        cur = self._conn().execute("SELECT name, value FROM spool_counters")
+        return {name: int(value) for name, value in cur}
+
+    def stats(self) -> SpoolStats:
+        conn = self._conn()
+        depth, oldest, newest = conn.execute(
+            "SELECT count(*), min(time_ns), max(time_ns) FROM spool_points").fetchone()
+        by_m = dict(conn.execute("SELECT measurement, count(*) FROM spool_points "
+                                 "GROUP BY measurement ORDER BY measurement").fetchall())
+        dead = conn.execute("SELECT count(*) FROM spool_dead").fetchone()[0]
+        counters = self.counters()
+        file_bytes = sum(p.stat().st_size for p in
+                         (self.path, self.path.with_name(self.path.name + "-wal"))
+                         if p.exists())
+        return SpoolStats(
+            path=str(self.path), depth=int(depth), oldest_age_s=self.oldest_age_s(),
+            oldest_time_ns=oldest, newest_time_ns=newest, used_bytes=self.used_bytes(),
+            file_bytes=file_bytes, free_bytes=self.free_bytes(), dead=int(dead),
+            refused_total=counters.get("refused", 0), pruned_total=counters.get("pruned", 0),
+            ballast_present=self.ballast_path.exists(), by_measurement=by_m)
