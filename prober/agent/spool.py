@@ -379,20 +379,22 @@ class Spool:
         conn = self._conn()
         cutoff = time.time_ns() - int(self.settings.max_age_s * 1e9)
         by_age = by_size = 0
-        # Rows are in enqueue order by id, so the old ones are a prefix: delete by id ranges.
+        # Rows are in enqueue order by id, so the old ones are a prefix: delete in id ranges
+        # of at most _PRUNE_CHUNK rows (each range found through the primary key).
         while True:
-            first = conn.execute("SELECT id, enqueued_ns FROM spool_points "
+            first = conn.execute("SELECT enqueued_ns FROM spool_points "
                                  "ORDER BY id LIMIT 1").fetchone()
-            if first is None or first[1] >= cutoff:
+            if first is None or first[0] >= cutoff:
                 break
-            n = self._delete_where("id < ? AND enqueued_ns < ?",
-                                   (first[0] + _PRUNE_CHUNK, cutoff))
-            by_age += n
-        while self.used_bytes() > self.settings.max_bytes:
-            first = conn.execute("SELECT id FROM spool_points ORDER BY id LIMIT 1").fetchone()
-            if first is None:
+            by_age += self._delete_where("id <= ? AND enqueued_ns < ?",
+                                         (self._nth_id(_PRUNE_CHUNK), cutoff))
+        while (used := self.used_bytes()) > self.settings.max_bytes:
+            depth = self.depth()
+            if depth == 0:
                 break
-            by_size += self._delete_where("id < ?", (first[0] + _PRUNE_CHUNK,))
+            # Enough of the oldest rows to cover the excess, estimated from the average row.
+            n = min(_PRUNE_CHUNK, max(16, depth * (used - self.settings.max_bytes) // used + 1))
+            by_size += self._delete_where("id <= ?", (self._nth_id(n),))
         total = by_age + by_size
         if total:
             self.pruned_count += total
@@ -402,6 +404,15 @@ class Spool:
                         self.path, total, by_age, self.settings.max_age_s, by_size,
                         self.settings.max_bytes)
         return total
+
+    def _nth_id(self, n: int) -> int:
+        """The id of the n-th oldest row (or of the newest, when there are fewer)."""
+        conn = self._conn()
+        row = conn.execute("SELECT id FROM spool_points ORDER BY id LIMIT 1 OFFSET ?",
+                           (n - 1,)).fetchone()
+        if row is None:
+            row = conn.execute("SELECT max(id) FROM spool_points").fetchone()
+        return int(row[0] or 0)
 
     def _delete_where(self, where: str, params: tuple[int, ...]) -> int:
         conn = self._conn()
