@@ -1,21 +1,179 @@
-"""The webmail probe's settings: `[[webmail]]` targets and `[profiles.NAME]`."""
+"""The webmail probe's settings: `[[webmail]]` targets and `[profiles.NAME]`.
+
+Profiles are folded into the targets: each target carries the resolved `Profile` objects
+it is measured under (named as the config names them), so the probe needs nothing else.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
 
-from prober.config.reader import Section
+from prober.config.reader import Secret, Section
+from prober.probes.throttle import (
+    ALIASES,
+    BROADBAND,
+    NARROWBAND,
+    PRESETS,
+    Profile,
+    resolve_profile,
+)
+
+ENGINES = ("httpx",)
+OVER_THRESHOLD_STATES = ("warning", "critical")
+DEFAULT_PROFILES = (NARROWBAND, BROADBAND)
+DEFAULT_INTERVAL_S = 300.0
+# A load is given twice the contract's limit before it is called a timeout, so a slow
+# load still yields its real duration (the mean needs it) while a hung one is bounded.
+TIMEOUT_FACTOR = 2.0
+
+
+@dataclass(frozen=True)
+class LoginSettings:
+    user: str
+    password: Secret
+    user_field: str | None = None  # default: the form's first text or email input
+    password_field: str | None = None  # default: the form's password input
+    expect_text: str | None = None  # proof of the inbox; default: no password field left
+
+
+@dataclass(frozen=True)
+class WebmailLimits:
+    max_requests: int = 200
+    max_page_bytes: int = 5_000_000
+    max_resource_bytes: int = 10_000_000
+    max_total_bytes: int = 50_000_000
+    max_redirects: int = 10
 
 
 @dataclass(frozen=True)
 class WebmailTarget:
     name: str
     url: str
+    profiles: tuple[Profile, ...] = field(
+        default_factory=lambda: tuple(resolve_profile(p) for p in DEFAULT_PROFILES))
+    interval_s: float = DEFAULT_INTERVAL_S
+    timeout_s: float | None = None  # None: TIMEOUT_FACTOR x the profile's contract limit
+    http2: bool = True
+    connections_per_host: int = 6
+    tls_verify: bool = True
+    ca_file: str | None = None
+    login: LoginSettings | None = None
+    limits: WebmailLimits = field(default_factory=WebmailLimits)
+    engine: str = "httpx"
+    over_threshold: str = "warning"
+
+    def timeout_for(self, profile: Profile) -> float:
+        if self.timeout_s is not None:
+            return self.timeout_s
+        return TIMEOUT_FACTOR * profile.threshold_s
+
+
+def parse_profiles(root: Section) -> dict[str, Profile]:
+    """User-defined `[profiles.NAME]` tables: down_kbps, up_kbps, rtt_ms, contract_class."""
+    s = root.table("profiles")
+    if s is None:
+        return {}
+    profiles: dict[str, Profile] = {}
+    for name in list(s.data):
+        p = s.table(name)
+        assert p is not None
+        if name in ALIASES:
+            raise s.error(name, f"{name!r} is the contract's own word (= preset "
+                          f"{ALIASES[name]!r}); name your profile differently")
+        down = p.float("down_kbps", minimum=1)
+        up = p.float("up_kbps", minimum=1)
+        rtt = p.float("rtt_ms", minimum=0, maximum=10000)
+        cls = p.choice("contract_class", (NARROWBAND, BROADBAND), "")
+        p.check_unknown()
+        profiles[name] = Profile(name, down, up, rtt, cls, preset="",
+                                 source=f"{root.file}: profiles.{name}")
+    return profiles
+
+
+def _login(s: Section) -> LoginSettings:
+    login = LoginSettings(
+        user=s.str("user"),
+        password=s.secret("password"),  # type: ignore[arg-type]
+        user_field=s.str("user_field", None),
+        password_field=s.str("password_field", None),
+        expect_text=s.str("expect_text", None),
+    )
+    s.check_unknown()
+    return login
+
+
+def _limits(s: Section | None) -> WebmailLimits:
+    if s is None:
+        return WebmailLimits()
+    d = WebmailLimits()
+    limits = WebmailLimits(
+        max_requests=s.int("max_requests", d.max_requests, minimum=1, maximum=10000),
+        max_page_bytes=s.int("max_page_bytes", d.max_page_bytes, minimum=1000),
+        max_resource_bytes=s.int("max_resource_bytes", d.max_resource_bytes, minimum=1000),
+        max_total_bytes=s.int("max_total_bytes", d.max_total_bytes, minimum=1000),
+        max_redirects=s.int("max_redirects", d.max_redirects, minimum=0, maximum=50),
+    )
+    s.check_unknown()
+    return limits
+
+
+def parse_target(s: Section, custom: dict[str, Profile]) -> WebmailTarget:
+    name = s.str("name")
+    url = s.str("url")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise s.error("url", f"{url!r} must be an http:// or https:// URL with a host")
+    names = s.str_list("profiles", list(DEFAULT_PROFILES))
+    if not names:
+        raise s.error("profiles", "must name at least one profile")
+    profiles = []
+    for i, pname in enumerate(names):
+        try:
+            profiles.append(resolve_profile(pname, custom))
+        except KeyError as exc:
+            raise s.error(f"profiles[{i}]", str(exc.args[0])) from None
+    if len(set(names)) != len(names):
+        raise s.error("profiles", "lists a profile twice")
+    ca_file = s.str("ca_file", None)
+    if ca_file:
+        path = Path(ca_file)
+        if not path.is_absolute():
+            path = Path(s.file).resolve().parent / path
+        if not path.is_file():
+            raise s.error("ca_file", f"no such file: {path}")
+        ca_file = str(path)
+    login_s = s.table("login")
+    target = WebmailTarget(
+        name=name,
+        url=url,
+        profiles=tuple(profiles),
+        interval_s=s.float("interval_s", DEFAULT_INTERVAL_S, minimum=10),
+        timeout_s=s.float("timeout_s", None, minimum=1, maximum=3600),
+        http2=s.bool("http2", True),
+        connections_per_host=s.int("connections_per_host", 6, minimum=1, maximum=64),
+        tls_verify=s.bool("tls_verify", True),
+        ca_file=ca_file,
+        login=_login(login_s) if login_s is not None else None,
+        limits=_limits(s.table("limits")),
+        engine=s.choice("engine", ENGINES, "httpx"),
+        over_threshold=s.choice("over_threshold", OVER_THRESHOLD_STATES, "warning"),
+    )
+    s.check_unknown()
+    return target
 
 
 def parse_webmail(root: Section) -> tuple[WebmailTarget, ...]:
-    targets = []
+    custom = parse_profiles(root)
+    targets: list[WebmailTarget] = []
     for s in root.tables("webmail"):
-        targets.append(WebmailTarget(name=s.str("name"), url=s.str("url")))
-        s.check_unknown()
+        target = parse_target(s, custom)
+        if any(t.name == target.name for t in targets):
+            raise s.error("name", f"webmail target {target.name!r} is defined twice")
+        targets.append(target)
     return tuple(targets)
+
+
+__all__ = ["PRESETS", "LoginSettings", "WebmailLimits", "WebmailTarget", "parse_profiles",
+           "parse_webmail"]

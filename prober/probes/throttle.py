@@ -1,0 +1,584 @@
+"""Link emulation for httpx: one shared access link per page load, below HTTP.
+
+The probe host sits on a fast line; the contract speaks of a customer's narrowband or
+broadband line. This module makes httpx behave as if every byte crossed such a line:
+
+- an httpcore network backend (`EmulatedBackend`) whose streams all share one `Link`:
+  one serializer per direction with a virtual clock, work-conserving (the link is reserved
+  only for data that is ready, in slices of about 10 ms of link time, so parallel
+  connections interleave as TCP flows sharing a bottleneck do);
+- round trips charged where they happen: 1 RTT per DNS lookup of a new name (once per
+  load, like a browser's DNS cache), 1 RTT for the TCP handshake, and the whole RTT on the
+  reply path of every byte the server sends, so each request/response turnaround and each
+  TLS flight (1 for TLS 1.3, 2 for TLS 1.2) costs exactly one RTT, while HTTP/2's own small
+  writes (SETTINGS ACK, WINDOW_UPDATE) cost none;
+- TLS runs through the shaped stream (`ssl.MemoryBIO`), so handshake bytes pay the link
+  too, and ALPN can pick h2;
+- `EmulatedTransport`, a small `httpx.AsyncBaseTransport` around
+  `httpcore.AsyncConnectionPool(network_backend=...)` (httpx 0.28.1 has no public way to
+  pass a network backend; httpx and httpcore are pinned for that reason).
+
+RTT convention: WebPageTest's. A profile's `rtt_ms` is the full round trip; sitespeed.io
+calls half of that "rtt" for the same profile names. The emulation adds to the probe
+host's own round trip to the target, which is measured (real TCP connect time) and
+reported next to it. TCP slow start and packet loss are not emulated: at the profiles'
+bandwidth-delay products (0.7 KB on dial, 17.5 KB on cable) an initial window of 10
+segments is rarely the limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import ipaddress
+import socket
+import ssl
+import typing
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import httpcore
+import httpx
+
+# ---------------------------------------------------------------------------------------
+# Profiles
+
+NARROWBAND = "narrowband"
+BROADBAND = "broadband"
+# The contract's page-open thresholds (mean over the month), in seconds.
+CONTRACT_THRESHOLD_S = {NARROWBAND: 30.0, BROADBAND: 10.0}
+# ITU-T I.113 calls "broadband" what is faster than primary-rate ISDN (1.5/2 Mbit/s);
+# the `dsl` preset sits on that floor. Slower profiles are judged by the narrowband limit.
+BROADBAND_FLOOR_KBPS = 1500.0
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A customer's access line. `name` is what the config calls it (and the point's tag)."""
+
+    name: str
+    down_kbps: float
+    up_kbps: float
+    rtt_ms: float  # full round trip (WebPageTest convention)
+    contract_class: str = ""  # narrowband | broadband; derived from down_kbps when empty
+    preset: str = ""  # the preset it came from, if any
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.down_kbps <= 0 or self.up_kbps <= 0:
+            raise ValueError(f"profile {self.name!r}: bandwidths must be > 0")
+        if self.rtt_ms < 0:
+            raise ValueError(f"profile {self.name!r}: rtt_ms must be >= 0")
+        if not self.contract_class:
+            cls = NARROWBAND if self.down_kbps < BROADBAND_FLOOR_KBPS else BROADBAND
+            object.__setattr__(self, "contract_class", cls)
+        if self.contract_class not in CONTRACT_THRESHOLD_S:
+            raise ValueError(f"profile {self.name!r}: contract_class must be narrowband or "
+                             f"broadband, got {self.contract_class!r}")
+
+    @property
+    def rtt_s(self) -> float:
+        return self.rtt_ms / 1000.0
+
+    @property
+    def threshold_s(self) -> float:
+        return CONTRACT_THRESHOLD_S[self.contract_class]
+
+    def renamed(self, name: str) -> Profile:
+        return Profile(name, self.down_kbps, self.up_kbps, self.rtt_ms, self.contract_class,
+                       self.preset or self.name, self.source)
+
+
+_WPT = "WebPageTest connectivity profiles"
+PRESETS: dict[str, Profile] = {
+    p.name: p
+    for p in (
+        Profile("dial", 49, 30, 120, NARROWBAND, "dial",
+                f'{_WPT} "56K Dial-Up"; ITU narrowband <= 64 kbit/s channels'),
+        Profile("3gslow", 400, 400, 400, NARROWBAND, "3gslow", f'{_WPT} "3G Slow"'),
+        Profile("dsl", 1500, 384, 50, BROADBAND, "dsl",
+                f'{_WPT} "DSL"; ITU-T I.113 floor of broadband'),
+        Profile("3g", 1600, 768, 300, BROADBAND, "3g", f'{_WPT} "3G"'),
+        Profile("cable", 5000, 1000, 28, BROADBAND, "cable", f'{_WPT} "Cable"'),
+        Profile("fios", 20000, 5000, 4, BROADBAND, "fios", f'{_WPT} "FIOS"'),
+    )
+}
+# The contract's two words, mapped to the presets that define them.
+ALIASES = {NARROWBAND: "dial", BROADBAND: "dsl"}
+
+
+def resolve_profile(name: str, custom: typing.Mapping[str, Profile] | None = None) -> Profile:
+    """A profile by the name a config uses: user-defined first, then aliases and presets."""
+    if custom and name in custom:
+        return custom[name]
+    if name in ALIASES:
+        return PRESETS[ALIASES[name]].renamed(name)
+    if name in PRESETS:
+        return PRESETS[name]
+    known = sorted({*PRESETS, *ALIASES, *(custom or {})})
+    raise KeyError(f"unknown profile {name!r} (known: {', '.join(known)})")
+
+
+def contract_threshold_s(profile: Profile) -> float:
+    """The contract's page-open limit for this profile: 30 s narrowband, 10 s broadband."""
+    return profile.threshold_s
+
+
+# ---------------------------------------------------------------------------------------
+# The link
+
+# Delivery slices of about 10 ms of link time: bigger slices delay the first byte of every
+# response by a whole slice (4 KB slices added 82 ms of TTFB at 400 kbit/s).
+SLICE_S = 0.010
+MIN_SLICE_BYTES = 64
+# A reader that wakes a little late still continues the link where it left off, so timer
+# slack does not add up over thousands of slices; longer idle gaps are real idle time.
+BACKDATE_S = 0.050
+
+
+class _Serializer:
+    """One direction of the access link: a virtual clock of when it is next free."""
+
+    def __init__(self, kbps: float) -> None:
+        self.bytes_per_s = kbps * 1000.0 / 8.0
+        self.free_at = 0.0
+        self.busy_s = 0.0
+        self.slice_bytes = max(MIN_SLICE_BYTES, int(self.bytes_per_s * SLICE_S))
+
+    def reserve(self, nbytes: int, ready_at: float) -> float:
+        """Book the link for `nbytes` ready at `ready_at`; returns when they are through."""
+        start = max(ready_at, self.free_at)
+        duration = nbytes / self.bytes_per_s
+        self.free_at = start + duration
+        self.busy_s += duration
+        return self.free_at
+
+
+@dataclass
+class ConnectionRecord:
+    """What one emulated connection cost, for the load's phase breakdown."""
+
+    host: str
+    port: int
+    started_at: float
+    dns_s: float = 0.0  # 0 for IP literals and names already resolved in this load
+    connect_s: float = 0.0  # TCP handshake, emulated RTT included
+    tls_s: float | None = None
+    host_connect_s: float = 0.0  # the real TCP connect on the probe host's own line
+    tls_version: str | None = None
+    alpn: str | None = None
+
+
+@dataclass
+class Link:
+    """One emulated access line, shared by every connection of one page load."""
+
+    profile: Profile
+    bytes_down: int = 0
+    bytes_up: int = 0
+    connections: list[ConnectionRecord] = field(default_factory=list)
+    _dns: dict[str, asyncio.Future[tuple[list[str], float]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.down = _Serializer(self.profile.down_kbps)
+        self.up = _Serializer(self.profile.up_kbps)
+
+    @property
+    def rtt_s(self) -> float:
+        return self.profile.rtt_s
+
+    @property
+    def host_rtt_s(self) -> float | None:
+        """The probe host's own round trip: the fastest real TCP connect of this load."""
+        times = [c.host_connect_s for c in self.connections if c.host_connect_s > 0]
+        return min(times) if times else None
+
+    async def resolve(self, host: str, port: int) -> tuple[list[str], float]:
+        """Addresses for `host` and the emulated time it cost (0 when cached or a literal)."""
+        try:
+            ipaddress.ip_address(host)
+            return [host], 0.0
+        except ValueError:
+            pass
+        pending = self._dns.get(host)
+        if pending is not None:
+            addrs, _ = await asyncio.shield(pending)
+            return addrs, 0.0
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[tuple[list[str], float]] = loop.create_future()
+        self._dns[host] = fut
+        started = loop.time()
+        try:
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            addrs = list(dict.fromkeys(str(info[4][0]) for info in infos))
+            # One round trip to the resolver, on top of the real lookup.
+            await asyncio.sleep(self.rtt_s)
+        except BaseException as exc:
+            del self._dns[host]
+            fut.set_exception(exc)
+            fut.exception()  # retrieved: concurrent waiters re-raise it themselves
+            raise
+        result = (addrs, loop.time() - started)
+        fut.set_result(result)
+        return result
+
+
+# ---------------------------------------------------------------------------------------
+# Streams
+
+
+class ShapedStream(httpcore.AsyncNetworkStream):
+    """A TCP stream whose bytes cross the emulated link."""
+
+    def __init__(self, link: Link, record: ConnectionRecord, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter) -> None:
+        self._link = link
+        self._record = record
+        self._reader = reader
+        self._writer = writer
+        self._loop = asyncio.get_running_loop()
+        # (eligible_at, data | b"" for EOF | exception): what the server sent, stamped with
+        # the time it reaches the client's end of the line, before serialization.
+        self._arrivals: collections.deque[tuple[float, bytes | BaseException]] = (
+            collections.deque())
+        self._arrived = asyncio.Event()
+        # A slice whose link time is booked but not yet handed over (survives cancellation,
+        # so a cancelled read never pays the link twice).
+        self._in_flight: tuple[float, bytes] | None = None
+        self._closed = False
+        self._pump = asyncio.create_task(self._pump_loop())
+
+    async def _pump_loop(self) -> None:
+        # Read eagerly so each chunk is stamped with when the server really sent it: the
+        # delay line then adds one RTT to that, whenever the client gets round to reading.
+        while True:
+            try:
+                data = await self._reader.read(65536)
+            except (OSError, asyncio.IncompleteReadError) as exc:
+                self._arrivals.append((self._loop.time() + self._link.rtt_s, exc))
+                self._arrived.set()
+                return
+            self._arrivals.append((self._loop.time() + self._link.rtt_s, data))
+            self._arrived.set()
+            if not data:
+                return
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._read(max_bytes)
+        except TimeoutError:
+            raise httpcore.ReadTimeout(f"no data from {self._record.host} within "
+                                       f"{timeout} s") from None
+
+    async def _read(self, max_bytes: int) -> bytes:
+        if self._in_flight is None:
+            while not self._arrivals:
+                if self._closed:
+                    raise httpcore.ReadError("stream closed")
+                self._arrived.clear()
+                await self._arrived.wait()
+            eligible, item = self._arrivals[0]
+            now = self._loop.time()
+            if eligible > now:
+                await asyncio.sleep(eligible - now)
+            if isinstance(item, BaseException):
+                self._arrivals.popleft()
+                raise httpcore.ReadError(f"connection to {self._record.host} failed: {item}")
+            if not item:
+                return b""  # EOF stays queued: every later read sees it too
+            n = min(len(item), max(1, max_bytes), self._link.down.slice_bytes)
+            chunk, rest = item[:n], item[n:]
+            if rest:
+                self._arrivals[0] = (eligible, rest)
+            else:
+                self._arrivals.popleft()
+            ready = max(eligible, self._loop.time() - BACKDATE_S)
+            self._in_flight = (self._link.down.reserve(n, ready), chunk)
+            self._link.bytes_down += n
+        done_at, chunk = self._in_flight
+        wait = done_at - self._loop.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        self._in_flight = None
+        return chunk
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if not buffer:
+            return
+        if self._closed:
+            raise httpcore.WriteError("stream closed")
+        done_at = self._link.up.reserve(len(buffer), self._loop.time())
+        self._link.bytes_up += len(buffer)
+        try:
+            async with asyncio.timeout(timeout):
+                wait = done_at - self._loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                # Handed to the server only once through the uplink: it cannot answer
+                # before the request has fully crossed the customer's line.
+                self._writer.write(buffer)
+                await self._writer.drain()
+        except TimeoutError:
+            raise httpcore.WriteTimeout(f"write to {self._record.host} timed out") from None
+        except OSError as exc:
+            raise httpcore.WriteError(f"write to {self._record.host} failed: {exc}") from exc
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._pump.cancel()
+        self._writer.close()
+        with contextlib.suppress(OSError):
+            await self._writer.wait_closed()
+
+    async def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
+                        timeout: float | None = None) -> httpcore.AsyncNetworkStream:
+        tls = TlsStream(self, self._record, ssl_context, server_hostname)
+        started = self._loop.time()
+        try:
+            async with asyncio.timeout(timeout):
+                await tls.handshake()
+        except TimeoutError:
+            await self.aclose()
+            raise httpcore.ConnectTimeout(f"TLS handshake with {self._record.host} timed "
+                                          f"out after {timeout} s") from None
+        except (ssl.SSLError, httpcore.ReadError, httpcore.WriteError) as exc:
+            await self.aclose()
+            raise httpcore.ConnectError(f"TLS handshake with {self._record.host} failed: "
+                                        f"{exc}") from exc
+        self._record.tls_s = self._loop.time() - started
+        self._record.tls_version = tls.ssl_object.version()
+        self._record.alpn = tls.ssl_object.selected_alpn_protocol()
+        return tls
+
+    def readable_now(self) -> bool:
+        return bool(self._arrivals) and self._arrivals[0][0] <= self._loop.time()
+
+    def get_extra_info(self, info: str) -> typing.Any:
+        if info == "is_readable":
+            # httpcore asks this of an idle keep-alive connection: readable means the
+            # server closed it (or sent garbage), so it must not be reused.
+            return self.readable_now()
+        if info == "server_addr":
+            return self._writer.get_extra_info("peername")
+        if info == "client_addr":
+            return self._writer.get_extra_info("sockname")
+        return None
+
+
+class TlsStream(httpcore.AsyncNetworkStream):
+    """TLS over a shaped stream, so every handshake flight and record pays the link."""
+
+    def __init__(self, raw: ShapedStream, record: ConnectionRecord, context: ssl.SSLContext,
+                 server_hostname: str | None) -> None:
+        self._raw = raw
+        self._record = record
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self.ssl_object = context.wrap_bio(self._incoming, self._outgoing, server_side=False,
+                                           server_hostname=server_hostname)
+
+    async def _flush(self, timeout: float | None = None) -> None:
+        data = self._outgoing.read()
+        if data:
+            await self._raw.write(data, timeout)
+
+    async def _fill(self, timeout: float | None = None) -> None:
+        data = await self._raw.read(65536, timeout)
+        if data:
+            self._incoming.write(data)
+        else:
+            self._incoming.write_eof()
+
+    async def handshake(self) -> None:
+        while True:
+            try:
+                self.ssl_object.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                await self._flush()
+                await self._fill()
+        await self._flush()
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        while True:
+            try:
+                return self.ssl_object.read(max_bytes)
+            except ssl.SSLWantReadError:
+                await self._flush(timeout)
+                await self._fill(timeout)
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                # Many servers close without close_notify; for HTTP that is a plain EOF.
+                return b""
+            except ssl.SSLError as exc:
+                raise httpcore.ReadError(f"TLS error from {self._record.host}: {exc}") from exc
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        try:
+            self.ssl_object.write(buffer)
+        except ssl.SSLError as exc:
+            raise httpcore.WriteError(f"TLS error towards {self._record.host}: {exc}") from exc
+        await self._flush(timeout)
+
+    async def aclose(self) -> None:
+        await self._raw.aclose()
+
+    async def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
+                        timeout: float | None = None) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError("TLS inside TLS (an HTTPS proxy) is not emulated")
+
+    def get_extra_info(self, info: str) -> typing.Any:
+        if info == "ssl_object":
+            return self.ssl_object
+        if info == "is_readable":
+            return self.ssl_object.pending() > 0 or self._raw.readable_now()
+        return self._raw.get_extra_info(info)
+
+
+# ---------------------------------------------------------------------------------------
+# Backend and transport
+
+
+class EmulatedBackend(httpcore.AsyncNetworkBackend):
+    """httpcore network backend whose connections all cross one `Link`."""
+
+    def __init__(self, link: Link) -> None:
+        self.link = link
+
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                          local_address: str | None = None,
+                          socket_options: Iterable[typing.Any] | None = None,
+                          ) -> httpcore.AsyncNetworkStream:
+        loop = asyncio.get_running_loop()
+        record = ConnectionRecord(host=host, port=port, started_at=loop.time())
+        try:
+            async with asyncio.timeout(timeout):
+                addrs, record.dns_s = await self.link.resolve(host, port)
+                started = loop.time()
+                reader, writer = await self._open(addrs, port, local_address)
+                record.host_connect_s = loop.time() - started
+                # SYN out, SYN-ACK back: one round trip before the first byte can go.
+                await asyncio.sleep(self.link.rtt_s)
+                record.connect_s = loop.time() - started
+        except TimeoutError:
+            raise httpcore.ConnectTimeout(f"connect to {host}:{port} timed out after "
+                                          f"{timeout} s") from None
+        except OSError as exc:
+            raise httpcore.ConnectError(f"connect to {host}:{port} failed: "
+                                        f"{exc.strerror or exc}") from exc
+        self.link.connections.append(record)
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return ShapedStream(self.link, record, reader, writer)
+
+    @staticmethod
+    async def _open(addrs: list[str], port: int, local_address: str | None,
+                    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        last: OSError | None = None
+        for addr in addrs:
+            try:
+                local = (local_address, 0) if local_address else None
+                return await asyncio.open_connection(addr, port, local_addr=local, limit=2**20)
+            except OSError as exc:
+                last = exc
+        assert last is not None
+        raise last
+
+    async def connect_unix_socket(self, path: str, timeout: float | None = None,
+                                  socket_options: Iterable[typing.Any] | None = None,
+                                  ) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError("unix sockets are not emulated")
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+_EXCEPTIONS: tuple[tuple[type[Exception], type[httpx.HTTPError]], ...] = (
+    # most specific first
+    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
+    (httpcore.ReadTimeout, httpx.ReadTimeout),
+    (httpcore.WriteTimeout, httpx.WriteTimeout),
+    (httpcore.PoolTimeout, httpx.PoolTimeout),
+    (httpcore.ConnectError, httpx.ConnectError),
+    (httpcore.ReadError, httpx.ReadError),
+    (httpcore.WriteError, httpx.WriteError),
+    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
+    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
+    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
+    (httpcore.ProtocolError, httpx.ProtocolError),
+    (httpcore.NetworkError, httpx.NetworkError),
+    (httpcore.TimeoutException, httpx.TimeoutException),
+)
+
+
+def _to_httpx(exc: Exception) -> Exception:
+    for core, mapped in _EXCEPTIONS:
+        if isinstance(exc, core):
+            return mapped(str(exc))
+    return exc
+
+
+class _ResponseStream(httpx.AsyncByteStream):
+    def __init__(self, stream: typing.AsyncIterable[bytes]) -> None:
+        self._stream = stream
+
+    async def __aiter__(self) -> typing.AsyncIterator[bytes]:
+        try:
+            async for part in self._stream:
+                yield part
+        except httpcore.TimeoutException as exc:
+            raise _to_httpx(exc) from exc
+        except httpcore.NetworkError as exc:
+            raise _to_httpx(exc) from exc
+        except httpcore.ProtocolError as exc:
+            raise _to_httpx(exc) from exc
+
+    async def aclose(self) -> None:
+        closer = getattr(self._stream, "aclose", None)
+        if closer is not None:
+            await closer()
+
+
+class EmulatedTransport(httpx.AsyncBaseTransport):
+    """httpx transport over an httpcore pool on the emulated link (one per page load)."""
+
+    def __init__(self, link: Link, ssl_context: ssl.SSLContext, http2: bool = True,
+                 keepalive_expiry: float = 60.0) -> None:
+        self.link = link
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=ssl_context,
+            max_connections=None,  # the loader enforces a browser's per-host limit
+            max_keepalive_connections=None,
+            keepalive_expiry=keepalive_expiry,
+            http1=True,
+            http2=http2,
+            retries=0,
+            network_backend=EmulatedBackend(link),
+        )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        assert isinstance(request.stream, httpx.AsyncByteStream)
+        core_request = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(scheme=request.url.raw_scheme, host=request.url.raw_host,
+                             port=request.url.port, target=request.url.raw_path),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,
+        )
+        try:
+            response = await self._pool.handle_async_request(core_request)
+        except (httpcore.TimeoutException, httpcore.NetworkError, httpcore.ProtocolError,
+                httpcore.UnsupportedProtocol, httpcore.PoolTimeout) as exc:
+            raise _to_httpx(exc) from exc
+        assert isinstance(response.stream, typing.AsyncIterable)
+        return httpx.Response(status_code=response.status, headers=response.headers,
+                              stream=_ResponseStream(response.stream),
+                              extensions=response.extensions)
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()
