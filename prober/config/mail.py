@@ -55,6 +55,8 @@ class Route:
     sender: str  # mailbox name
     recipient: str  # mailbox name
     direction: str
+    # host names under these domains are the provider's own MTAs (for the delay split)
+    provider_domains: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -168,8 +170,16 @@ def parse_route(s: Section, mailboxes: dict[str, Mailbox]) -> Route:
         if ref not in mailboxes:
             known = ", ".join(sorted(mailboxes)) or "none defined"
             raise s.error(key, f"no mailbox named {ref!r} (known: {known})")
+    domains = s.str_list("provider_domains", None)
+    if domains is None:
+        # The provider under contract is the sender's for outbound, the recipient's otherwise.
+        mb = mailboxes[route.sender if route.direction == "outbound" else route.recipient]
+        host = mb.smtp.host
+        parent = host.split(".", 1)[1] if host.count(".") >= 2 else host
+        domains = sorted({mb.address.rsplit("@", 1)[1].lower(), parent.lower()})
     s.check_unknown()
-    return route
+    return Route(route.name, route.sender, route.recipient, route.direction,
+                 tuple(d.lower() for d in domains))
 
 
 def parse_timeouts(root: Section) -> Timeouts:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,12 +23,15 @@ class ConfigError(Exception):
         super().__init__(text)
 
 
-@dataclass(frozen=True)
 class Secret:
-    """A resolved secret. Its repr and str never show the value."""
+    """A resolved secret. Deliberately not a dataclass: generic walkers (asdict, our config
+    printer, repr of a containing dataclass) must never reach the value."""
 
-    source: str  # "env:NAME", "file:/path", "credential:NAME"
-    _value: str
+    __slots__ = ("_value", "source")
+
+    def __init__(self, source: str, value: str) -> None:
+        self.source = source  # "env:NAME", "file:/path", "credential:NAME"
+        self._value = value
 
     def reveal(self) -> str:
         return self._value
@@ -38,6 +40,12 @@ class Secret:
         return f"Secret({self.source}, ****)"
 
     __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other.source == self.source
+
+    def __hash__(self) -> int:
+        return hash(self.source)
 
 
 class Section:

@@ -1,21 +1,140 @@
-"""The judge's settings: `[sla]`, `[[maintenance]]`, `[[exclusion]]`."""
+"""The judge's settings: `[sla]`, `[sla.clauses.ID]`, `[[sla.maintenance]]`, `[[sla.exclusion]]`.
+
+The clause defaults live in `prober.sla.clauses` (the contract as data); this module only
+checks that an override names a known clause and parameter with a value of the right type.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+from types import MappingProxyType
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from prober.config.reader import Section
+from prober.config.reader import ConfigError, Section
+from prober.sla.clauses import BY_ID
+
+
+@dataclass(frozen=True)
+class Window:
+    """A maintenance window or a manual exclusion: [start, end) in UTC, with its reason."""
+
+    start: datetime
+    end: datetime
+    reason: str
 
 
 @dataclass(frozen=True)
 class SlaSettings:
     timezone: str = "UTC"
+    quorum: int | None = None  # None: a majority of the vantages known in the minute
+    min_coverage: float = 0.99
+    mailboxes: tuple[str, ...] | None = None  # None: the provider's side of the routes
+    webmail_timeout_s: float = 60.0
+    clauses: Mapping[str, Mapping[str, object]] = field(
+        default_factory=lambda: MappingProxyType({}))
+    maintenance: tuple[Window, ...] = ()
+    exclusions: tuple[Window, ...] = ()
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
 
 def parse_sla(root: Section) -> SlaSettings:
     s = root.table("sla")
     if s is None:
         return SlaSettings()
-    sla = SlaSettings(timezone=s.str("timezone", "UTC"))
+    timezone = s.str("timezone", "UTC")
+    try:
+        tz = ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise s.error("timezone", f"unknown time zone {timezone!r} (an IANA name such as "
+                      "'UTC' or 'Europe/Berlin')") from None
+    quorum_raw = s.data.get("quorum", "majority")
+    s._used.add("quorum")
+    if quorum_raw == "majority":
+        quorum = None
+    elif isinstance(quorum_raw, int) and not isinstance(quorum_raw, bool) and quorum_raw >= 1:
+        quorum = quorum_raw
+    else:
+        raise s.error("quorum", f'must be "majority" or a whole number >= 1, got {quorum_raw!r}')
+    mailboxes = s.str_list("mailboxes", None)
+    settings = SlaSettings(
+        timezone=timezone,
+        quorum=quorum,
+        min_coverage=s.float("min_coverage", 0.99, minimum=0.0, maximum=1.0),
+        mailboxes=tuple(mailboxes) if mailboxes is not None else None,
+        webmail_timeout_s=s.float("webmail_timeout_s", 60.0, minimum=0.001),
+        clauses=MappingProxyType(_clause_overrides(s)),
+        maintenance=tuple(_window(w, tz) for w in s.tables("maintenance")),
+        exclusions=tuple(_window(w, tz) for w in s.tables("exclusion")),
+    )
     s.check_unknown()
-    return sla
+    return settings
+
+
+def _clause_overrides(s: Section) -> dict[str, Mapping[str, object]]:
+    table = s.table("clauses")
+    if table is None:
+        return {}
+    result: dict[str, Mapping[str, object]] = {}
+    for clause_id in table.data:
+        if clause_id not in BY_ID:
+            raise table.error(clause_id, "no such clause (known: " + ", ".join(BY_ID) + ")")
+        c = table.table(clause_id)
+        assert c is not None
+        clause = BY_ID[clause_id]
+        values: dict[str, object] = {}
+        for key in c.data:
+            if key == "penalty":
+                values[key] = c.str(key)
+            elif key not in clause.params:
+                known = ", ".join([*clause.params, "penalty"])
+                raise c.error(key, f"clause {clause_id} has no such setting (known: {known})")
+            else:
+                default = clause.params[key]
+                if isinstance(default, tuple):
+                    values[key] = tuple(c.str_list(key))
+                elif isinstance(default, int) and not isinstance(default, bool):
+                    values[key] = c.int(key, minimum=0)
+                else:
+                    values[key] = c.float(key, minimum=0.0)
+        c.check_unknown()
+        result[clause_id] = MappingProxyType(values)
+    table.check_unknown()
+    return result
+
+
+def _window(w: Section, tz: ZoneInfo) -> Window:
+    start = _datetime(w, "start", tz)
+    end = _datetime(w, "end", tz)
+    if end <= start:
+        raise w.error("end", f"must be after start ({start.isoformat()})")
+    window = Window(start=start, end=end, reason=w.str("reason"))
+    w.check_unknown()
+    return window
+
+
+def _datetime(s: Section, key: str, tz: ZoneInfo) -> datetime:
+    """A TOML date-time (or ISO 8601 string); without an offset it is read in `[sla] timezone`."""
+    s._used.add(key)
+    if key not in s.data:
+        raise s.error(key, "is required (a date-time such as 2026-11-03T02:00:00+01:00)")
+    value = s.data[key]
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise s.error(key, f"{value!r} is not an ISO 8601 date-time") from None
+    if isinstance(value, date) and not isinstance(value, datetime):
+        value = datetime.combine(value, time(0))
+    if isinstance(value, time) or not isinstance(value, datetime):
+        raise s.error(key, f"must be a date-time, got {value!r}")
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=tz)
+    return value.astimezone(UTC)
+
+
+__all__ = ["ConfigError", "SlaSettings", "Window", "parse_sla"]

@@ -1,0 +1,111 @@
+"""The `prober` command: run, check, score, config, spool."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+
+import click
+
+from prober import __version__
+from prober.commands.score import score
+from prober.commands.spool import spool
+from prober.config import Config, ConfigError, load
+
+DEFAULT_CONFIG = "/etc/prober/probes.toml"
+config_option = click.option("-c", "--config", "config_path", default=DEFAULT_CONFIG,
+                             show_default=True, type=click.Path(dir_okay=False),
+                             help="probes.toml to read")
+
+
+def load_or_exit(path: str, code: int = 3, prefix: str = "") -> Config:
+    """Load the config, or print the error (file and key named) and exit with `code`."""
+    try:
+        return load(path)
+    except ConfigError as exc:
+        click.echo(f"{prefix}config error: {exc}", err=not prefix)
+        sys.exit(code)
+
+
+@click.group()
+@click.version_option(__version__, prog_name="prober")
+@click.option("-v", "--verbose", count=True, help="more log output (-vv: debug)")
+def main(verbose: int) -> None:
+    """Synthetic mail prober: canaries, mailbox access and webmail loads, scored on an SLA."""
+    level = logging.WARNING - 10 * verbose
+    logging.basicConfig(level=max(level, logging.DEBUG), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # aioimaplib logs every line it sends at debug, LOGIN included: keep it quiet.
+    logging.getLogger("aioimaplib").setLevel(logging.WARNING)
+
+
+@main.group()
+def config() -> None:
+    """Validate and show the configuration."""
+
+
+@config.command("check")
+@config_option
+def config_check(config_path: str) -> None:
+    """Validate probes.toml and print it resolved, secrets masked. Exit 3 when invalid."""
+    cfg = load_or_exit(config_path)
+    from prober.config.show import render
+
+    click.echo(render(cfg))
+
+
+@main.command()
+@config_option
+@click.option("--route", "routes", multiple=True, help="only this route (repeatable)")
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of the table")
+@click.option("--no-write", is_flag=True, help="do not write the measurements anywhere")
+def check(config_path: str, routes: tuple[str, ...], as_json: bool, no_write: bool) -> None:
+    """One-shot check with Nagios exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+
+    The first line is the summary with perfdata; the table follows.
+    """
+    from prober.commands import check as checking
+
+    cfg = load_or_exit(config_path, prefix="PROBER UNKNOWN - ")
+    unknown = [r for r in routes if r not in {x.name for x in cfg.routes}]
+    if unknown:
+        click.echo(f"PROBER UNKNOWN - no route named {', '.join(unknown)} in {config_path} "
+                   f"(known: {', '.join(r.name for r in cfg.routes) or 'none'})")
+        sys.exit(3)
+    try:
+        result = asyncio.run(checking.run_check(cfg, list(routes) or None))
+    except Exception as exc:  # an internal error is UNKNOWN, never a traceback to Nagios
+        logging.getLogger("prober").debug("check failed", exc_info=True)
+        click.echo(f"PROBER UNKNOWN - internal error: {type(exc).__name__}: {exc}")
+        sys.exit(3)
+    if not no_write:
+        result.delivery_note = _deliver(cfg, result.measurements)
+    if as_json:
+        click.echo(json.dumps(checking.as_json(result), indent=2))
+    else:
+        click.echo(result.first_line())
+        click.echo(checking.render_table(result))
+        if result.delivery_note:
+            click.echo(f"measurements: {result.delivery_note}")
+    sys.exit(result.state)
+
+
+def _deliver(cfg: Config, measurements: list) -> str:
+    try:
+        from prober.commands.deliver import deliver
+    except ImportError:
+        return "not written (no spool in this build)"
+    try:
+        return deliver(cfg, measurements, write=True)
+    except Exception as exc:  # the check's verdict stands even if the spool is unhappy
+        return f"not written: {exc}"
+
+
+main.add_command(score)
+main.add_command(spool)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""`prober check`: the one-shot driver over the same probes the daemon uses.
+
+Every mailbox gets a fresh SMTP and IMAP login, every route one canary; the result is a
+Nagios-style state (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN), a one-line summary with
+perfdata, and a table (or JSON).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time
+from dataclasses import dataclass, field
+
+from prober.config import Config
+from prober.measurement import Measurement
+from prober.probes.access import imap_access, smtp_access
+from prober.probes.imap import Arrival, MailboxWatcher
+from prober.probes.roundtrip import Sent, fate, roundtrip_point, send_canary
+
+OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
+STATE_NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
+
+
+@dataclass
+class Row:
+    check: str  # smtp, imap, canary, webmail
+    target: str
+    state: int
+    values: dict[str, float | None] = field(default_factory=dict)
+    detail: str = ""
+
+
+@dataclass
+class CheckResult:
+    rows: list[Row]
+    measurements: list[Measurement]
+    perfdata: list[str]
+    delivery_note: str = ""
+
+    @property
+    def state(self) -> int:
+        return max((r.state for r in self.rows), default=UNKNOWN)
+
+    def summary(self) -> str:
+        bad = [r for r in self.rows if r.state != OK]
+        if not self.rows:
+            text = "nothing to check: no mailboxes or routes configured"
+        elif not bad:
+            canaries = sum(1 for r in self.rows if r.check == "canary")
+            text = (f"{len(self.rows) - canaries} access checks ok, "
+                    f"{canaries} canaries delivered")
+        else:
+            worst = sorted(bad, key=lambda r: -r.state)
+            text = "; ".join(f"{r.check} {r.target}: {r.detail}" for r in worst[:3])
+            if len(worst) > 3:
+                text += f"; and {len(worst) - 3} more"
+        return f"PROBER {STATE_NAMES[self.state]} - {text}"
+
+    def first_line(self) -> str:
+        return self.summary() + (" | " + " ".join(self.perfdata) if self.perfdata else "")
+
+
+def _perf(label: str, value: float | None, warn: str = "", crit: str = "") -> str:
+    """One Nagios perfdata item, e.g. `delivery_a-to-b=1.200s;60;3600` (U: no value)."""
+    label = "".join("_" if c in " ='|" else c for c in label)
+    shown = "U" if value is None else f"{value:.3f}s"
+    return f"{label}={shown};{warn};{crit}".rstrip(";")
+
+
+async def run_check(config: Config, routes: list[str] | None = None) -> CheckResult:
+    vantage = config.vantage.name
+    selected = [r for r in config.routes if not routes or r.name in routes]
+    timeouts = config.timeouts
+    # A one-shot check cannot wait a minute for the junk folder's next look.
+    settings = dataclasses.replace(config.canary,
+                                   junk_poll_s=min(config.canary.junk_poll_s, 5.0))
+    stop = asyncio.Event()
+    watchers = {name: MailboxWatcher(config.mailboxes[name], timeouts, settings, vantage)
+                for name in sorted({r.recipient for r in selected})}
+    tasks = [asyncio.create_task(w.run(stop)) for w in watchers.values()]
+    try:
+        access = asyncio.gather(*(probe(vantage, mb, timeouts)
+                                  for mb in config.mailboxes.values()
+                                  for probe in (smtp_access, imap_access)))
+        await asyncio.gather(*(w.wait_ready(timeouts.connect_s + 2 * timeouts.command_s)
+                               for w in watchers.values()))
+        seq = int(time.time())
+        sends = await asyncio.gather(*(
+            send_canary(r, config.mailboxes[r.sender], config.mailboxes[r.recipient],
+                        vantage, seq, timeouts) for r in selected))
+        arrivals = await _await_arrivals(sends, watchers, config.check.wait_s)
+        access_points = await access
+    finally:
+        stop.set()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True),
+                                   timeouts.command_s + 5)
+    rows: list[Row] = []
+    perf: list[str] = []
+    measurements: list[Measurement] = list(access_points)
+    for point in access_points:
+        rows.append(_access_row(point))
+        perf.append(_perf(f"{point.tags['protocol']}_{point.tags['mailbox']}",
+                          point.fields.get("total_s")))
+    for sent in sends:
+        arrival = arrivals.get(sent.canary.id)
+        outcome = fate(sent, arrival, config.canary.late_after_s)
+        point = roundtrip_point(vantage, sent, outcome, arrival)
+        measurements.append(point)
+        row = _canary_row(config, sent, point, watchers[sent.route.recipient])
+        rows.append(row)
+        perf.append(_perf(f"delivery_{sent.route.name}", row.values.get("delivery_s"),
+                          _num(config.check.warning_s), _num(config.check.critical_s)))
+    return CheckResult(rows, measurements, perf)
+
+
+def _num(x: float) -> str:
+    return f"{x:g}"
+
+
+async def _await_arrivals(sends: list[Sent], watchers: dict[str, MailboxWatcher],
+                          wait_s: float) -> dict[str, Arrival]:
+    waiting: dict[asyncio.Future[Arrival], str] = {}
+    for sent in sends:
+        watcher = watchers[sent.route.recipient]
+        # An uncertain send may still arrive; a refused one cannot.
+        if (sent.submission.ok or sent.submission.uncertain) and watcher.up:
+            waiting[watcher.expect(sent.canary.id)] = sent.canary.id
+    arrivals: dict[str, Arrival] = {}
+    if waiting:
+        done, _ = await asyncio.wait(waiting, timeout=wait_s)
+        for fut in done:
+            arrivals[waiting[fut]] = fut.result()
+    for sent in sends:
+        watchers[sent.route.recipient].forget(sent.canary.id)
+    return arrivals
+
+
+def _access_row(point: Measurement) -> Row:
+    f = point.fields
+    ok = point.tags["outcome"] == "ok"
+    return Row(point.tags["protocol"], point.tags["mailbox"], OK if ok else CRITICAL,
+               {k: f.get(k) for k in ("connect_s", "tls_s", "auth_s", "select_s", "total_s")},
+               "ok" if ok else str(f.get("error")))
+
+
+def _canary_row(config: Config, sent: Sent, point: Measurement,
+                watcher: MailboxWatcher) -> Row:
+    f = point.fields
+    outcome = str(f["outcome"])
+    delivery = f.get("delivery_s")
+    values = {"connect_s": f.get("smtp_connect_s"), "tls_s": f.get("smtp_tls_s"),
+              "auth_s": f.get("smtp_auth_s"), "data_s": f.get("smtp_data_s"),
+              "delivery_s": delivery}
+    target = f"{sent.route.name} ({sent.sender.address} -> {sent.recipient.address})"
+    values = {k: (float(v) if isinstance(v, (int, float)) else None) for k, v in values.items()}
+    if outcome in ("send_failed", "send_uncertain"):
+        return Row("canary", target, CRITICAL, values, f"{outcome}: {f.get('error')}")
+    if delivery is None:
+        why = (f"IMAP watcher down: {watcher.last_error}" if not watcher.up and
+               watcher.last_error else f"not seen within {config.check.wait_s:g} s")
+        return Row("canary", target, CRITICAL, values, f"not delivered: {why}")
+    delivery = float(delivery)  # type: ignore[arg-type]
+    detail = f"{outcome} in {delivery:.2f} s via {f.get('detect')}"
+    if delivery > config.check.critical_s:
+        return Row("canary", target, CRITICAL, values,
+                   detail + f" (> {config.check.critical_s:g} s)")
+    if delivery > config.check.warning_s:
+        return Row("canary", target, WARNING, values,
+                   detail + f" (> {config.check.warning_s:g} s)")
+    if f.get("folder") not in (None, config.mailboxes[sent.route.recipient].imap.folder):
+        return Row("canary", target, WARNING, values, detail + f", landed in {f.get('folder')}")
+    return Row("canary", target, OK, values, detail)
+
+
+COLUMNS = ("connect_s", "tls_s", "auth_s", "data_s", "select_s", "delivery_s")
+
+
+def render_table(result: CheckResult) -> str:
+    header = ["CHECK", "TARGET", "STATE", "CONNECT", "TLS", "AUTH", "DATA", "SELECT",
+              "DELIVERY", "DETAIL"]
+    lines = [header]
+    for r in result.rows:
+        cells = [r.check, r.target, STATE_NAMES[r.state]]
+        for col in COLUMNS:
+            v = r.values.get(col)
+            cells.append("-" if v is None else f"{v:.3f}")
+        cells.append(r.detail)
+        lines.append(cells)
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
+    out = []
+    for line in lines:
+        out.append("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=False))
+                   + "  " + line[-1])
+    return "\n".join(s.rstrip() for s in out)
+
+
+def as_json(result: CheckResult) -> dict:
+    return {
+        "state": STATE_NAMES[result.state],
+        "exit_code": result.state,
+        "summary": result.summary(),
+        "perfdata": result.perfdata,
+        "rows": [{"check": r.check, "target": r.target, "state": STATE_NAMES[r.state],
+                  **r.values, "detail": r.detail} for r in result.rows],
+        "delivery": result.delivery_note,
+        "measurements": [m.to_line() for m in result.measurements],
+    }

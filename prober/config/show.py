@@ -1,0 +1,48 @@
+"""`prober config check`: the resolved configuration as TOML-like text, secrets masked."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from prober.config.reader import Secret
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, Secret):
+        return f'"****" # from {v.source}'
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_value(x) for x in v) + "]"
+    if v is None:
+        return "# (not set)"
+    return str(v)
+
+
+def _emit(obj: Any, path: str, out: list[str], array: bool = False) -> None:
+    scalars, tables = [], []
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        if dataclasses.is_dataclass(v):
+            tables.append((f.name, v, False))
+        elif isinstance(v, (list, tuple)) and v and dataclasses.is_dataclass(v[0]):
+            tables.extend((f.name, item, True) for item in v)
+        elif isinstance(v, dict) and v and all(dataclasses.is_dataclass(x) for x in v.values()):
+            tables.extend((f.name, item, True) for item in v.values())
+        else:
+            scalars.append((f.name, v))
+    if path:
+        out.append(f"\n[[{path}]]" if array else f"\n[{path}]")
+    for name, v in scalars:
+        out.append(f"{name} = {_value(v)}" if v is not None else f"# {name} not set")
+    for name, v, is_array in tables:
+        _emit(v, f"{path}.{name}" if path else name, out, is_array)
+
+
+def render(config: Any) -> str:
+    out: list[str] = [f"# resolved from {config.file}; secrets are masked"]
+    _emit(config, "", out)
+    return "\n".join(out).replace("\n\n\n", "\n\n") + "\n"

@@ -1,0 +1,148 @@
+"""Canary messages: build them, recognise them, and read their Received-hop timeline."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from email.parser import BytesHeaderParser
+from email.policy import SMTP
+from email.utils import format_datetime, parsedate_to_datetime
+
+HEADER = "X-Prober-Canary"
+# The token travels in its own header and in the Subject, so a canary is still recognised
+# where a gateway strips unknown X- headers.
+_SUBJECT = re.compile(r"\[prober\] canary (?P<vantage>[^\s/]+)/(?P<route>[^\s/]+) "
+                      r"#(?P<seq>\d+) (?P<id>[0-9a-f]{16})")
+_TOKEN = re.compile(r"v=(?P<vantage>[^\s;]+); r=(?P<route>[^\s;]+); s=(?P<seq>\d+); "
+                    r"id=(?P<id>[0-9a-f]{16})")
+FETCH_FIELDS = "MESSAGE-ID SUBJECT X-PROBER-CANARY RECEIVED DATE"
+
+
+@dataclass(frozen=True)
+class CanaryId:
+    vantage: str
+    route: str
+    seq: int
+    id: str  # 16 hex digits, random: the key a canary is matched by
+
+    @property
+    def token(self) -> str:
+        return f"v={self.vantage}; r={self.route}; s={self.seq}; id={self.id}"
+
+    @property
+    def subject(self) -> str:
+        return f"[prober] canary {self.vantage}/{self.route} #{self.seq} {self.id}"
+
+
+def new_canary_id(vantage: str, route: str, seq: int) -> CanaryId:
+    return CanaryId(vantage, route, seq, secrets.token_hex(8))
+
+
+def build_message(cid: CanaryId, sender: str, recipient: str, sent_at: datetime,
+                  extra_headers: dict[str, str] | None = None) -> EmailMessage:
+    msg = EmailMessage(policy=SMTP)
+    msg["From"] = sender
+    msg["To"] = recipient
+    msg["Subject"] = cid.subject
+    msg["Date"] = format_datetime(sent_at)
+    domain = sender.rsplit("@", 1)[-1]
+    msg["Message-ID"] = f"<prober.{cid.id}.{cid.seq}@{domain}>"
+    msg[HEADER] = cid.token
+    msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to canaries
+    for name, value in (extra_headers or {}).items():
+        msg[name] = value
+    msg.set_content(
+        "This is a canary message of the prober, a synthetic monitor of this mail service.\n"
+        "It measures delivery time and is deleted by the prober when it arrives.\n"
+        f"Token: {cid.token}\n")
+    return msg
+
+
+def recognise(headers: bytes | str) -> CanaryId | None:
+    """The canary in a message's header block, or None if it is not one of ours."""
+    raw = headers.encode() if isinstance(headers, str) else headers
+    parsed = BytesHeaderParser().parsebytes(raw)
+    token = parsed.get(HEADER)
+    match = _TOKEN.search(" ".join(str(token).split())) if token else None
+    if match is None:
+        subject = parsed.get("Subject")
+        match = _SUBJECT.search(" ".join(str(subject).split())) if subject else None
+    if match is None:
+        return None
+    return CanaryId(match["vantage"], match["route"], int(match["seq"]), match["id"])
+
+
+@dataclass(frozen=True)
+class Hop:
+    by: str | None
+    received_from: str | None
+    at: datetime | None
+
+
+_BY = re.compile(r"\bby\s+([^\s;()]+)", re.I)
+_FROM = re.compile(r"^\s*from\s+([^\s;()]+)", re.I)
+
+
+def received_hops(headers: bytes | str) -> list[Hop]:
+    """Received headers as hops in the order the mail travelled (oldest first)."""
+    raw = headers.encode() if isinstance(headers, str) else headers
+    parsed = BytesHeaderParser().parsebytes(raw)
+    hops = []
+    for value in reversed(parsed.get_all("Received") or []):
+        text = " ".join(str(value).split())
+        stamp = text.rsplit(";", 1)[1].strip() if ";" in text else ""
+        try:
+            at = parsedate_to_datetime(stamp) if stamp else None
+        except (TypeError, ValueError):
+            at = None
+        by = _BY.search(text)
+        frm = _FROM.search(text)
+        hops.append(Hop(by[1].lower() if by else None, frm[1].lower() if frm else None, at))
+    return hops
+
+
+@dataclass(frozen=True)
+class DelaySplit:
+    send_delay_s: float | None
+    receive_delay_s: float | None
+    clock_skew: bool
+
+
+def _inside(host: str | None, provider_domains: tuple[str, ...]) -> bool:
+    if not host:
+        return False
+    return any(host == d or host.endswith("." + d) for d in provider_domains)
+
+
+def split_delay(hops: list[Hop], accepted_ns: int, internaldate_ns: int | None,
+                direction: str, provider_domains: tuple[str, ...]) -> DelaySplit:
+    """Send and receive delay where the hops let them be told apart (DESIGN: scoring rules).
+
+    outbound: the provider hands the canary to a destination outside it; send delay runs
+    from acceptance to the first Received stamped by a host outside `provider_domains`.
+    inbound: the provider receives from outside; receive delay runs from the first Received
+    stamped by a provider host to INTERNALDATE (delivery into the mailbox). internal: one
+    provider does both, the handover is not visible, so neither is split (delivery_s counts).
+    Stamps have 1 s resolution and come from several clocks: a negative step is flagged.
+    """
+    stamps = [h.at.timestamp() for h in hops if h.at is not None]
+    if internaldate_ns is not None:
+        stamps.append(internaldate_ns / 1e9)
+    skew = any(b < a for a, b in itertools.pairwise(stamps))
+    send = receive = None
+    if direction == "outbound":
+        handover = next((h for h in hops if h.at and h.by and
+                         not _inside(h.by, provider_domains)), None)
+        if handover is not None and handover.at is not None:
+            send = handover.at.timestamp() - accepted_ns / 1e9
+    elif direction == "inbound" and internaldate_ns is not None:
+        entry = next((h for h in hops if h.at and _inside(h.by, provider_domains)), None)
+        if entry is not None and entry.at is not None:
+            receive = internaldate_ns / 1e9 - entry.at.timestamp()
+    if (send is not None and send < 0) or (receive is not None and receive < 0):
+        skew = True
+    return DelaySplit(send, receive, skew)

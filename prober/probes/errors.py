@@ -1,0 +1,50 @@
+"""Failure classes shared by the mail probes: what went wrong, at which step, in one line."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+import ssl
+
+from prober.measurement import one_line
+
+KINDS = ("dns", "refused", "timeout", "tls", "auth", "protocol", "closed")
+
+
+class ProbeError(Exception):
+    """`kind` is one of KINDS; `step` names the protocol step (connect, tls, auth, data...)."""
+
+    def __init__(self, kind: str, step: str, detail: str) -> None:
+        self.kind = kind
+        self.step = step
+        self.detail = one_line(detail, 300)
+        super().__init__(f"{step}: {kind}: {self.detail}")
+
+
+def classify(exc: BaseException, step: str) -> ProbeError:
+    """Map library and OS exceptions to our classes, keeping the server's words."""
+    if isinstance(exc, ProbeError):
+        return exc
+    # Libraries wrap the OS error (aiosmtplib: SMTPConnectError from OSError); the cause
+    # says more precisely what happened.
+    cause = exc.__cause__
+    if cause is not None and isinstance(cause, (OSError, asyncio.TimeoutError, TimeoutError)):
+        return classify(cause, step)
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+        return ProbeError("timeout", step, "no answer in time")
+    if isinstance(exc, socket.gaierror):
+        return ProbeError("dns", step, f"name lookup failed: {exc.strerror or exc}")
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return ProbeError("tls", step, f"certificate not trusted: {exc.verify_message or exc}")
+    if isinstance(exc, ssl.SSLError):
+        return ProbeError("tls", step, f"TLS failed: {exc.reason or exc}")
+    if isinstance(exc, ConnectionRefusedError):
+        return ProbeError("refused", step, "connection refused")
+    if isinstance(exc, (ConnectionResetError, BrokenPipeError, EOFError, ConnectionAbortedError)):
+        return ProbeError("closed", step, "connection closed by the server")
+    if isinstance(exc, OSError):
+        if exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+            return ProbeError("refused", step, f"unreachable: {exc.strerror}")
+        return ProbeError("protocol", step, exc.strerror or str(exc))
+    return ProbeError("protocol", step, f"{type(exc).__name__}: {exc}")

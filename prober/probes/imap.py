@@ -1,0 +1,233 @@
+"""The mailbox watcher: one long-lived IMAP connection per recipient mailbox.
+
+New messages are found by UID (never by SEARCH: unreliable on custom headers, see
+FIELD-NOTES), matched locally, reported, and our own canaries removed by UID. IDLE when
+the server has it, re-issued every `idle_renew_s`; polling with NOOP otherwise; the junk
+folder polled at a lower rate; reconnects with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from prober.config.mail import CanarySettings, Mailbox, Timeouts
+from prober.probes.canary import CanaryId, recognise
+from prober.probes.errors import ProbeError, classify
+from prober.probes.imap_session import ImapSession
+
+log = logging.getLogger("prober.watcher")
+
+
+@dataclass(frozen=True)
+class Arrival:
+    canary: CanaryId
+    mailbox: str
+    folder: str
+    uid: int
+    internaldate_ns: int | None
+    detected_ns: int
+    detect: str  # "idle" (a push woke us) or "poll"
+    headers: bytes
+
+
+class CursorStore(Protocol):
+    """Where the last UID seen per mailbox and folder is kept (the daemon keeps it on disk)."""
+
+    def get_cursor(self, mailbox: str, folder: str) -> tuple[int, int] | None: ...
+
+    def set_cursor(self, mailbox: str, folder: str, uidvalidity: int, last_uid: int) -> None: ...
+
+
+class MemoryCursors:
+    def __init__(self) -> None:
+        self._data: dict[tuple[str, str], tuple[int, int]] = {}
+
+    def get_cursor(self, mailbox: str, folder: str) -> tuple[int, int] | None:
+        return self._data.get((mailbox, folder))
+
+    def set_cursor(self, mailbox: str, folder: str, uidvalidity: int, last_uid: int) -> None:
+        self._data[(mailbox, folder)] = (uidvalidity, last_uid)
+
+
+class MailboxWatcher:
+    def __init__(self, mailbox: Mailbox, timeouts: Timeouts, settings: CanarySettings,
+                 vantage: str, on_arrival: Callable[[Arrival], bool] | None = None,
+                 cursors: CursorStore | None = None) -> None:
+        self.mailbox = mailbox
+        self.timeouts = timeouts
+        self.settings = settings
+        self.vantage = vantage
+        self.on_arrival = on_arrival
+        self.cursors: CursorStore = cursors or MemoryCursors()
+        self.up = False
+        self.last_error: ProbeError | None = None
+        self.reconnects = 0
+        self._expected: dict[str, asyncio.Future[Arrival]] = {}
+        self._wake = asyncio.Event()
+        self._ready = asyncio.Event()
+        self._junk_ok = mailbox.imap.junk_folder is not None
+
+    # -- what callers use -------------------------------------------------------------------
+    def expect(self, canary_id: str) -> asyncio.Future[Arrival]:
+        fut = self._expected.get(canary_id)
+        if fut is None:
+            fut = asyncio.get_running_loop().create_future()
+            self._expected[canary_id] = fut
+        return fut
+
+    def forget(self, canary_id: str) -> None:
+        self._expected.pop(canary_id, None)
+
+    def poke(self) -> None:
+        """Look for new mail now (a poll), instead of at the next IDLE renewal or poll."""
+        self._wake.set()
+
+    async def wait_ready(self, timeout: float) -> bool:
+        """True once the first SELECT set the baseline; False on timeout."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._ready.wait(), timeout)
+        return self._ready.is_set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Watch until `stop` is set, reconnecting with exponential backoff."""
+        backoff = 1.0
+        stopper = asyncio.ensure_future(self._wake_on(stop))
+        try:
+            while not stop.is_set():
+                try:
+                    await self._session(stop)
+                    backoff = 1.0
+                except ProbeError as exc:
+                    was_up = self.up
+                    self.up = False
+                    self.last_error = exc
+                    self._ready.set()  # "ready" also means "tried": callers see last_error
+                    if was_up:
+                        log.warning("watcher mailbox=%s lost: %s", self.mailbox.name, exc)
+                    else:
+                        log.warning("watcher mailbox=%s cannot connect: %s",
+                                    self.mailbox.name, exc)
+                    self.reconnects += 1
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(stop.wait(), backoff)
+                    backoff = min(backoff * 2, 60.0)
+        finally:
+            stopper.cancel()
+            self.up = False
+
+    async def _wake_on(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self._wake.set()
+
+    # -- one connection's life ----------------------------------------------------------------
+    async def _session(self, stop: asyncio.Event) -> None:
+        imap = self.mailbox.imap
+        sess = ImapSession(imap.endpoint, self.timeouts)
+        try:
+            await sess.connect()
+            await sess.login(self.mailbox.user, self.mailbox.password.reveal())
+            await self._select(sess, imap.folder)
+            await self._scan(sess, imap.folder, "poll")
+            if self.reconnects:
+                log.info("watcher mailbox=%s connected again", self.mailbox.name)
+            self.up = True
+            self.last_error = None
+            self._ready.set()
+            use_idle = imap.idle and "IDLE" in sess.capabilities
+            next_junk = time.monotonic()
+            while not stop.is_set():
+                if self._junk_ok and time.monotonic() >= next_junk:
+                    await self._check_junk(sess)
+                    next_junk = time.monotonic() + self.settings.junk_poll_s
+                until_junk = max(0.0, next_junk - time.monotonic()) if self._junk_ok else 1e9
+                if use_idle:
+                    pushed = await sess.idle_wait(
+                        min(self.settings.idle_renew_s, until_junk), wake=self._wake)
+                    detect = "idle" if pushed else "poll"
+                else:
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(),
+                                               min(self.settings.poll_s, until_junk))
+                    await sess.noop()
+                    detect = "poll"
+                self._wake.clear()
+                if stop.is_set():
+                    break
+                await self._scan(sess, imap.folder, detect)
+        except ProbeError:
+            raise
+        except Exception as exc:
+            raise classify(exc, "watch") from None
+        finally:
+            self.up = False
+            await sess.logout()
+
+    async def _select(self, sess: ImapSession, folder: str) -> None:
+        info = await sess.select(folder)
+        cursor = self.cursors.get_cursor(self.mailbox.name, folder)
+        if cursor is None or cursor[0] != info.uidvalidity:
+            # No usable baseline: start at the current end. Mail delivered before is not
+            # ours to wait for (a restart keeps its cursor on disk and catches up instead).
+            self.cursors.set_cursor(self.mailbox.name, folder, info.uidvalidity,
+                                    max(info.uidnext - 1, 0))
+
+    async def _check_junk(self, sess: ImapSession) -> None:
+        junk = self.mailbox.imap.junk_folder
+        assert junk is not None
+        try:
+            await self._select(sess, junk)
+        except ProbeError as exc:
+            if exc.kind != "protocol":
+                raise
+            log.info("watcher mailbox=%s: no junk folder %r (%s); not polling it",
+                     self.mailbox.name, junk, exc.detail)
+            self._junk_ok = False
+        else:
+            await self._scan(sess, junk, "poll")
+        await self._select(sess, self.mailbox.imap.folder)
+        await self._scan(sess, self.mailbox.imap.folder, "poll")
+
+    async def _scan(self, sess: ImapSession, folder: str, detect: str) -> None:
+        assert sess.selected is not None
+        cursor = self.cursors.get_cursor(self.mailbox.name, folder)
+        last = cursor[1] if cursor else 0
+        messages = await sess.fetch_after(last)
+        now = time.time_ns()
+        ours: list[int] = []
+        for msg in messages:
+            cid = recognise(msg.headers)
+            if cid is not None and cid.vantage == self.vantage:
+                arrival = Arrival(cid, self.mailbox.name, folder, msg.uid, msg.internaldate_ns,
+                                  now, detect, msg.headers)
+                known = self._dispatch(arrival)
+                # Our vantage's canary that nobody waits for: a leftover (a crash, a check
+                # run that gave up). Swept once old, never while another run may want it.
+                stale = (msg.internaldate_ns is not None and
+                         now - msg.internaldate_ns > self.settings.sweep_after_s * 1e9)
+                if known or stale:
+                    ours.append(msg.uid)
+            last = max(last, msg.uid)
+        if ours:
+            how = await sess.remove(ours, self.settings.cleanup,
+                                    self.mailbox.imap.trash_folder)
+            if how == "kept" and self.settings.cleanup != "keep":
+                log.warning("watcher mailbox=%s: server has neither UIDPLUS nor MOVE; "
+                            "canaries are left in place (never a plain EXPUNGE)",
+                            self.mailbox.name)
+        self.cursors.set_cursor(self.mailbox.name, folder, sess.selected.uidvalidity, last)
+
+    def _dispatch(self, arrival: Arrival) -> bool:
+        known = False
+        fut = self._expected.pop(arrival.canary.id, None)
+        if fut is not None and not fut.done():
+            fut.set_result(arrival)
+            known = True
+        if self.on_arrival is not None:
+            known = self.on_arrival(arrival) or known
+        return known

@@ -1,0 +1,120 @@
+"""Timed SMTP submission over aiosmtplib: connect, TLS, AUTH, DATA, each a phase."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from dataclasses import dataclass, field
+
+import aiosmtplib
+
+from prober.config.mail import Mailbox, Timeouts
+from prober.probes.connect import open_socket
+from prober.probes.errors import ProbeError, classify
+from prober.probes.tls import client_context
+
+_QUEUED = re.compile(r"queued as\s+([A-Za-z0-9]+)", re.I)
+
+
+@dataclass
+class Submission:
+    """What one SMTP session did. Phases are seconds; absent phases were not reached."""
+
+    phases: dict[str, float] = field(default_factory=dict)
+    accepted_ns: int | None = None  # our clock at the 250 after DATA
+    started_ns: int = 0
+    code: int | None = None
+    reply: str = ""
+    queue_id: str | None = None
+    error: ProbeError | None = None
+    uncertain: bool = False  # the connection died after the message was handed over
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+async def submit(mailbox: Mailbox, timeouts: Timeouts, message: bytes | None = None,
+                 recipients: list[str] | None = None) -> Submission:
+    """Log in and, when `message` is given, submit it. Never raises: failures are in `.error`.
+
+    Phases: connect_s = DNS + TCP; tls_s = STARTTLS exchange + handshake, or for implicit
+    TLS the handshake; the 220 greeting and the first EHLO count to whichever comes first
+    on the wire (connect_s for STARTTLS, tls_s for implicit TLS); auth_s = AUTH;
+    data_s = MAIL FROM through the 250 after the message; total_s = all of it.
+    """
+    ep = mailbox.smtp
+    result = Submission(started_ns=time.time_ns())
+    t0 = time.monotonic()
+    mark = t0
+    step = "connect"
+    smtp: aiosmtplib.SMTP | None = None
+
+    def phase(name: str) -> None:
+        nonlocal mark
+        now = time.monotonic()
+        result.phases[name] = now - mark
+        mark = now
+
+    try:
+        sock = await open_socket(ep.host, ep.port, timeouts.connect_s)
+        implicit = ep.tls == "tls"
+        ctx = client_context(ep) if ep.tls != "none" else None
+        if implicit:
+            phase("connect_s")
+            step = "tls"
+        smtp = aiosmtplib.SMTP(hostname=ep.host, sock=sock, use_tls=implicit, start_tls=False,
+                               tls_context=ctx, timeout=timeouts.command_s)
+        await smtp.connect()
+        await smtp.ehlo()
+        if ep.tls == "starttls":
+            phase("connect_s")
+            step = "tls"
+            if not smtp.supports_extension("starttls"):
+                raise ProbeError("tls", "tls", "server does not offer STARTTLS")
+            await smtp.starttls(tls_context=ctx)
+            await smtp.ehlo()
+            phase("tls_s")
+        elif implicit:
+            phase("tls_s")
+        else:
+            phase("connect_s")
+        step = "auth"
+        await smtp.login(mailbox.user, mailbox.password.reveal())
+        phase("auth_s")
+        if message is not None:
+            step = "data"
+            await smtp.mail(mailbox.address)
+            for rcpt in recipients or []:
+                await smtp.rcpt(rcpt)
+            try:
+                response = await smtp.data(message)
+            except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
+                # The message may or may not have been queued: only its arrival will tell.
+                result.uncertain = True
+                raise
+            result.accepted_ns = time.time_ns()
+            result.code = response.code
+            result.reply = response.message
+            match = _QUEUED.search(response.message)
+            result.queue_id = match[1] if match else None
+            phase("data_s")
+        # the work is done; a rude goodbye does not make it fail
+        with contextlib.suppress(aiosmtplib.SMTPException):
+            await smtp.quit()
+    except aiosmtplib.SMTPAuthenticationError as exc:
+        result.code = exc.code
+        result.error = ProbeError("auth", "auth", f"{exc.code} {exc.message}")
+    except aiosmtplib.SMTPResponseException as exc:
+        result.code = exc.code
+        result.error = ProbeError("protocol", step, f"{exc.code} {exc.message}")
+    except aiosmtplib.SMTPServerDisconnected as exc:
+        result.error = ProbeError("closed", step, f"server closed the connection ({exc})")
+    except Exception as exc:
+        result.error = classify(exc, step)
+    finally:
+        if smtp is not None and smtp.is_connected:
+            smtp.close()
+    result.phases["total_s"] = time.monotonic() - t0
+    return result
