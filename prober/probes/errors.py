@@ -19,7 +19,9 @@ class ProbeError(Exception):
         self.kind = kind
         self.step = step
         self.detail = one_line(detail, 300)
-        super().__init__(f"{step}: {kind}: {self.detail}")
+        # "auth: NO [AUTHENTICATIONFAILED] ..." / "connect: refused: connection refused"
+        super().__init__(f"{step}: {self.detail}" if kind == step
+                         else f"{step}: {kind}: {self.detail}")
 
 
 def classify(exc: BaseException, step: str) -> ProbeError:
