@@ -31,7 +31,7 @@ class SlaSettings:
     quorum: int | None = None  # None: a majority of the vantages known in the minute
     min_coverage: float = 0.99
     mailboxes: tuple[str, ...] | None = None  # None: the provider's side of the routes
-    webmail_timeout_s: float = 60.0
+    webmail_timeout_s: float | None = None  # None: twice the clause's limit
     clauses: Mapping[str, Mapping[str, object]] = field(
         default_factory=lambda: MappingProxyType({}))
     maintenance: tuple[Window, ...] = ()
@@ -66,7 +66,7 @@ def parse_sla(root: Section) -> SlaSettings:
         quorum=quorum,
         min_coverage=s.float("min_coverage", 0.99, minimum=0.0, maximum=1.0),
         mailboxes=tuple(mailboxes) if mailboxes is not None else None,
-        webmail_timeout_s=s.float("webmail_timeout_s", 60.0, minimum=0.001),
+        webmail_timeout_s=s.float("webmail_timeout_s", None, minimum=0.001),
         clauses=MappingProxyType(_clause_overrides(s)),
         maintenance=tuple(_window(w, tz) for w in s.tables("maintenance")),
         exclusions=tuple(_window(w, tz) for w in s.tables("exclusion")),

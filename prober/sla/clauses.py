@@ -1,0 +1,113 @@
+"""The contract's clauses as data: what is promised, in which unit, over which period, and
+what is owed when it is broken. The report iterates over this table; `[sla.clauses.ID]` in
+probes.toml overrides the limits, because contracts differ.
+
+Clauses a probe cannot observe (backup, provisioning, customer service, billing) are listed
+with `measured=False`: the report says "not measured" for them, never a verdict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+ParamValue = float | int | tuple[str, ...]
+
+DOUBLE_TIME = "double service time for the month"
+FEE_WAIVED = "month's fee waived"
+
+
+@dataclass(frozen=True)
+class Clause:
+    id: str
+    section: str  # the contract's paragraph, "1" .. "9"
+    title: str
+    promise: str  # str.format template over params
+    unit: str  # unit of the measured figure
+    period: str  # "month", "year", or "" when not measured
+    penalty: str
+    params: Mapping[str, ParamValue] = field(default_factory=dict)
+    measured: bool = True
+    note: str = ""
+
+    def num(self, key: str) -> float:
+        value = self.params[key]
+        if isinstance(value, tuple):
+            raise TypeError(f"clause {self.id}: {key} is a list, not a number")
+        return float(value)
+
+    def names(self, key: str) -> tuple[str, ...]:
+        value = self.params[key]
+        return value if isinstance(value, tuple) else (str(value),)
+
+    def promise_text(self) -> str:
+        values = {k: _show(v) for k, v in self.params.items()}
+        return self.promise.format(**values)
+
+
+def _show(value: ParamValue) -> str:
+    if isinstance(value, tuple):
+        return ", ".join(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+CLAUSES: tuple[Clause, ...] = (
+    Clause("connectivity", "1", "Connectivity (send and receive, by client or web)",
+           "fewer than {below_min} non-connected minutes a month (>= 99.9 %)",
+           "min", "month", DOUBLE_TIME, {"below_min": 44}),
+    Clause("send_delay", "2", "Send delay (accepted -> handed to the destination)",
+           "mean <= {mean_max_s} s, at most {max_over} deliveries over {max_s} s",
+           "s", "month", DOUBLE_TIME, {"mean_max_s": 60.0, "max_s": 3600.0, "max_over": 2}),
+    Clause("receive_delay", "2", "Receive delay (received from the source -> in the mailbox)",
+           "mean <= {mean_max_s} s, at most {max_over} deliveries over {max_s} s",
+           "s", "month", DOUBLE_TIME, {"mean_max_s": 60.0, "max_s": 3600.0, "max_over": 2}),
+    Clause("fault_time", "3", "Total fault time", "<= {max_min} min a month",
+           "min", "month", DOUBLE_TIME, {"max_min": 100}),
+    Clause("adjustment_time", "3", "Total adjustment (maintenance) time",
+           "<= {max_min} min a month", "min", "month", DOUBLE_TIME, {"max_min": 100}),
+    Clause("availability", "3", "System availability (fault-free share of the month)",
+           ">= {min_pct} %", "%", "month", DOUBLE_TIME, {"min_pct": 99.99}),
+    Clause("fault_free_days", "3", "Fault-free calendar days a year", ">= {min_days} days",
+           "days", "year", DOUBLE_TIME, {"min_days": 360}),
+    Clause("webmail_narrowband", "3", "Webmail page open time, narrowband",
+           "mean <= {mean_max_s} s (profiles: {profiles})", "s", "month", DOUBLE_TIME,
+           {"mean_max_s": 30.0, "profiles": ("narrowband",)}),
+    Clause("webmail_broadband", "3", "Webmail page open time, broadband",
+           "mean <= {mean_max_s} s (profiles: {profiles})", "s", "month", DOUBLE_TIME,
+           {"mean_max_s": 10.0, "profiles": ("broadband",)}),
+    Clause("anti_spam", "4", "Anti-spam: gateway filtering, abuse contact, listed sources",
+           "response within one working day", "", "", FEE_WAIVED, measured=False,
+           note="no GTUBE probe is configured; judged from the provider's tickets"),
+    Clause("anti_virus", "5", "Anti-virus: attachment scanning, weekly signature updates",
+           "signature updates at least weekly", "", "", FEE_WAIVED, measured=False,
+           note="no EICAR probe is configured; judged from the provider's records"),
+    Clause("backup", "7", "Backup: 90 days after lock; daily incremental, full every 3 days",
+           "kept one month", "", "", DOUBLE_TIME, measured=False,
+           note="not observable by a probe"),
+    Clause("provisioning", "8", "Provisioning", "24 h with an existing domain, 48 h with a new one",
+           "", "", FEE_WAIVED, measured=False, note="not observable by a probe"),
+    Clause("customer_service", "9", "Customer service", "7x24", "", "", "", measured=False,
+           note="not observable by a probe"),
+    Clause("billing", "", "Billing errors", "none", "", "", "", measured=False,
+           note="not observable by a probe"),
+)
+
+BY_ID: dict[str, Clause] = {c.id: c for c in CLAUSES}
+
+
+def with_overrides(overrides: Mapping[str, Mapping[str, object]]) -> tuple[Clause, ...]:
+    """The table with `[sla.clauses.ID]` values applied; validated by config.sla already."""
+    result = []
+    for clause in CLAUSES:
+        over = overrides.get(clause.id, {})
+        params = dict(clause.params)
+        penalty = clause.penalty
+        for key, value in over.items():
+            if key == "penalty":
+                penalty = str(value)
+            else:
+                params[key] = value  # type: ignore[assignment]
+        result.append(replace(clause, params=params, penalty=penalty))
+    return tuple(result)

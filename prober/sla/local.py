@@ -1,0 +1,204 @@
+"""The reductions of sla/query.py, in Python over points held in memory.
+
+Used when no InfluxDB is configured (the points come from the local spool) and by tests.
+Points written twice at the same series and timestamp are merged the way InfluxDB merges
+them: the later write's fields win, fields it lacks are kept (a canary's "pending" point
+rewritten with its fate is one point).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from prober.measurement import FieldValue, Measurement
+from prober.sla.lineproto import Point, parse_line
+from prober.sla.query import (
+    DELAY_FIELDS,
+    EVENT_OUTCOMES,
+    HEARTBEAT_FIELD,
+    MINUTE_NS,
+    WEBMAIL_BUCKET_NS,
+    AccessFailure,
+    CanaryEvent,
+    Delays,
+    DelaySums,
+    WebmailBucket,
+    WebmailFailure,
+)
+
+MEASUREMENTS = ("prober_heartbeat", "mail_access", "mail_roundtrip", "webmail_load")
+
+
+class PointsEvidence:
+    def __init__(self, points: Iterable[Point], description: str = "points in memory") -> None:
+        self.description = description
+        merged: dict[tuple[str, tuple[tuple[str, str], ...], int], dict[str, FieldValue]] = {}
+        for p in points:
+            key = (p.name, tuple(sorted((k, v) for k, v in p.tags.items() if v != "")), p.time_ns)
+            merged.setdefault(key, {}).update(p.fields)
+        self._by_name: dict[str, list[Point]] = defaultdict(list)
+        for (name, tags, time_ns), fields in merged.items():
+            self._by_name[name].append(Point(name, dict(tags), fields, time_ns))
+        for pts in self._by_name.values():
+            pts.sort(key=lambda p: p.time_ns)
+
+    @classmethod
+    def from_measurements(cls, measurements: Iterable[Measurement]) -> PointsEvidence:
+        return cls((Point(m.name, dict(m.tags), m.present_fields(), m.time_ns)
+                    for m in measurements), "measurements in memory")
+
+    @classmethod
+    def from_lines(cls, lines: Iterable[str], description: str) -> PointsEvidence:
+        return cls((parse_line(line) for line in lines if line.strip()), description)
+
+    def _points(self, name: str, start_ns: int, end_ns: int) -> Iterable[Point]:
+        for p in self._by_name.get(name, []):
+            if start_ns <= p.time_ns < end_ns:
+                yield p
+
+    def vantages(self, start_ns: int, end_ns: int) -> set[str]:
+        return {p.tags.get("vantage", "") for p in self._points("prober_heartbeat", start_ns,
+                                                                 end_ns)
+                if HEARTBEAT_FIELD in p.fields}
+
+    def missing_minutes(self, start_ns: int, end_ns: int) -> dict[str, list[int]]:
+        seen: dict[str, set[int]] = defaultdict(set)
+        for p in self._points("prober_heartbeat", start_ns, end_ns):
+            if HEARTBEAT_FIELD in p.fields:
+                seen[p.tags.get("vantage", "")].add(p.time_ns // MINUTE_NS)
+        all_minutes = range(start_ns // MINUTE_NS, end_ns // MINUTE_NS)
+        return {v: [m for m in all_minutes if m not in minutes] for v, minutes in seen.items()}
+
+    def access_failures(self, start_ns: int, end_ns: int) -> list[AccessFailure]:
+        counts: dict[tuple[int, str, str, str], int] = defaultdict(int)
+        for p in self._points("mail_access", start_ns, end_ns):
+            if p.tags.get("outcome") == "fail":
+                t = p.tags
+                counts[(p.time_ns // MINUTE_NS, t.get("vantage", ""), t.get("mailbox", ""),
+                        t.get("protocol", ""))] += 1
+        return [AccessFailure(m, v, mb, proto, n) for (m, v, mb, proto), n in counts.items()]
+
+    def canary_events(self, start_ns: int, end_ns: int,
+                      over_s: float | None) -> list[CanaryEvent]:
+        out = []
+        for p in self._points("mail_roundtrip", start_ns, end_ns):
+            f = p.fields
+            over = over_s is not None and any(isinstance(f.get(k), int | float) and f[k] > over_s  # type: ignore[operator]
+                       for k in DELAY_FIELDS)
+            if f.get("outcome") in EVENT_OUTCOMES or over:
+                t = p.tags
+                out.append(CanaryEvent(
+                    time_ns=p.time_ns, vantage=t.get("vantage", ""), route=t.get("route", ""),
+                    direction=t.get("direction", ""), sender=t.get("sender", ""),
+                    recipient=t.get("recipient", ""), outcome=str(f.get("outcome", "")),
+                    canary=str(f.get("canary", "")), delivery_s=_num(f.get("delivery_s")),
+                    send_delay_s=_num(f.get("send_delay_s")),
+                    receive_delay_s=_num(f.get("receive_delay_s")),
+                    error=str(f.get("error", ""))))
+        out.sort(key=lambda e: (e.time_ns, e.vantage, e.route))
+        return out
+
+    def delay_sums(self, start_ns: int, end_ns: int) -> list[DelaySums]:
+        series: dict[tuple[str, str, str], DelaySums] = {}
+        for p in self._points("mail_roundtrip", start_ns, end_ns):
+            t = p.tags
+            key = (t.get("route", ""), t.get("vantage", ""), t.get("direction", ""))
+            sums = series.get(key)
+            if sums is None:
+                sums = series[key] = DelaySums(*key, n=dict.fromkeys(DELAY_FIELDS, 0),
+                                               total=dict.fromkeys(DELAY_FIELDS, 0.0))
+            for f in DELAY_FIELDS:
+                value = _num(p.fields.get(f))
+                if value is not None:
+                    sums.n[f] += 1
+                    sums.total[f] += value
+        return list(series.values())
+
+    def delay_points(self, route: str, vantage: str, start_ns: int,
+                     end_ns: int) -> list[Delays]:
+        out = []
+        for p in self._points("mail_roundtrip", start_ns, end_ns):
+            if p.tags.get("route", "") == route and p.tags.get("vantage", "") == vantage:
+                d = Delays(*(_num(p.fields.get(f)) for f in DELAY_FIELDS))
+                if d != Delays(None, None, None):
+                    out.append(d)
+        return out
+
+    def delay_over(self, field_name: str, edges: Sequence[float], start_ns: int,
+                   end_ns: int) -> dict[tuple[str, str], list[int]]:
+        out: dict[tuple[str, str], list[int]] = {}
+        for p in self._points("mail_roundtrip", start_ns, end_ns):
+            value = _num(p.fields.get(field_name))
+            if value is None:
+                continue
+            hits = [1 if value > e else 0 for e in edges]
+            if any(hits):
+                key = (p.tags.get("route", ""), p.tags.get("vantage", ""))
+                counts = out.setdefault(key, [0] * len(edges))
+                for i, h in enumerate(hits):
+                    counts[i] += h
+        return out
+
+    def webmail_buckets(self, start_ns: int, end_ns: int) -> list[WebmailBucket]:
+        acc: dict[tuple[int, str, str, str], list[float]] = {}
+        for p in self._points("webmail_load", start_ns, end_ns):
+            value = _num(p.fields.get("load_s"))
+            if p.tags.get("outcome") != "ok" or value is None:
+                continue
+            t = p.tags
+            key = (p.time_ns - p.time_ns % WEBMAIL_BUCKET_NS, t.get("profile", ""),
+                   t.get("target", ""), t.get("vantage", ""))
+            slot = acc.setdefault(key, [0, 0.0])
+            slot[0] += 1
+            slot[1] += value
+        return [WebmailBucket(k[0], k[1], k[2], k[3], int(v[0]), v[1]) for k, v in acc.items()]
+
+    def webmail_failures(self, start_ns: int, end_ns: int) -> list[WebmailFailure]:
+        out = []
+        for p in self._points("webmail_load", start_ns, end_ns):
+            if p.tags.get("outcome", "") == "ok":
+                continue
+            t = p.tags
+            out.append(WebmailFailure(p.time_ns, t.get("profile", ""), t.get("target", ""),
+                                      t.get("vantage", ""), t.get("outcome", ""),
+                                      _num(p.fields.get("timeout_s")),
+                                      str(p.fields.get("error", ""))))
+        out.sort(key=lambda f: (f.time_ns, f.vantage, f.target))
+        return out
+
+
+    def webmail_classes(self, start_ns: int, end_ns: int) -> dict[str, str]:
+        out = {}
+        for p in self._points("webmail_load", start_ns, end_ns):
+            cls = p.fields.get("contract_class")
+            if isinstance(cls, str) and cls:
+                out[p.tags.get("profile", "")] = cls
+        return out
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def spool_evidence(spool_settings: Any, start_ns: int, end_ns: int) -> PointsEvidence:
+    """The points the local spool retains for [start_ns, end_ns).
+
+    The spool belongs to the agent room; it is imported here, lazily, and nowhere else in
+    `sla`, so the judge depends on the agent only when it scores without InfluxDB.
+    """
+    from prober.agent.spool import Spool
+
+    spool = Spool(spool_settings.path, spool_settings)
+    try:
+        lines: list[str] = []
+        for name in MEASUREMENTS:
+            lines.extend(spool.read_lines(measurement=name, start_ns=start_ns, end_ns=end_ns))
+    finally:
+        close = getattr(spool, "close", None)
+        if close is not None:
+            close()
+    return PointsEvidence.from_lines(lines, f"local spool {spool_settings.path}")
