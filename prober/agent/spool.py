@@ -138,6 +138,13 @@ def _measurement_name(line: str) -> str:
     return line[:i].replace("\\,", ",").replace("\\ ", " ").replace("\\\\", "\\")
 
 
+def _rollback(conn: sqlite3.Connection) -> None:
+    # SQLite rolls back by itself on some errors (SQLITE_FULL among them); a second
+    # ROLLBACK would then fail and hide the original error.
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
 class Spool:
     """Thread-safe: each thread gets its own SQLite connection (WAL lets a reader and the
     writer work side by side; writers queue on SQLite's lock with a busy timeout)."""
@@ -219,10 +226,10 @@ class Spool:
 
     def used_bytes(self) -> int:
         """Bytes of the database in use: pages minus free pages (the file does not shrink)."""
-        conn = self._conn()
-        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-        pages = conn.execute("PRAGMA page_count").fetchone()[0]
-        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        # One statement instead of three PRAGMAs: this runs before every append.
+        pages, free, page_size = self._conn().execute(
+            "SELECT * FROM pragma_page_count(), pragma_freelist_count(), "
+            "pragma_page_size()").fetchone()
         return int((pages - free) * page_size)
 
     def _ensure_ballast(self) -> None:
@@ -344,7 +351,7 @@ class Spool:
                                      "enqueued_ns, line) VALUES (?, ?, ?, ?)", rows)
                     conn.execute("COMMIT")
                 except BaseException:
-                    conn.execute("ROLLBACK")
+                    _rollback(conn)
                     raise
                 break
             except sqlite3.OperationalError as exc:
@@ -421,7 +428,7 @@ class Spool:
             cur = conn.execute(f"DELETE FROM spool_points WHERE {where}", params)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
         return cur.rowcount
 
@@ -447,7 +454,7 @@ class Spool:
                                      ((i,) for i in ids))
                     conn.execute("COMMIT")
                 except BaseException:
-                    conn.execute("ROLLBACK")
+                    _rollback(conn)
                     raise
                 break
             except sqlite3.OperationalError as exc:
@@ -474,7 +481,7 @@ class Spool:
             conn.executemany("DELETE FROM spool_points WHERE id = ?", ((r.id,) for r in rows))
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
 
     def dead_rows(self, limit: int | None = None) -> list[DeadRow]:

@@ -264,3 +264,26 @@ def test_closed_spool_says_so(db: Path) -> None:
     sp.close()
     with pytest.raises(Exception, match="closed"):
         sp.append([m(1)])
+
+
+def test_sqlite_disk_full_releases_ballast_and_refuses_without_crashing(db: Path,
+                                                                         caplog) -> None:
+    # max_page_count makes SQLite answer "database or disk is full" exactly as a full disk
+    # would, without filling one.
+    with Spool(db, settings(db, ballast_bytes=MiB)) as sp:
+        sp.append([m(i) for i in range(10)])
+        conn = sp._conn()
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        conn.execute(f"PRAGMA max_page_count = {pages}")
+        assert sp.ballast_path.exists()
+        big = [Measurement("x", {"vantage": "v1"}, {"pad": "p" * 2000, "i": i}, T0 + i)
+               for i in range(200)]
+        with caplog.at_level(logging.WARNING, "prober.spool"), pytest.raises(SpoolFull) as e:
+            sp.append(big)
+        assert "full" in str(e.value) and e.value.count == 200
+        assert not sp.ballast_path.exists()
+        assert "released" in caplog.text and "refused 200" in caplog.text
+        assert sp.depth() == 10
+        # deleting delivered rows still works on the "full" database
+        sp.ack([r.id for r in sp.read_batch(5)])
+        assert sp.depth() == 5
