@@ -1,8 +1,141 @@
-"""`prober score`: placeholder, replaced by the judge room's command."""
+"""`prober score`: judge each SLA clause of a month from the stored evidence.
+
+Exit status: 0 every measured clause passed, 1 some clause is breached, 2 not enough data
+(a clause unknown, or the month not over yet), 3 error (config, database, arguments).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
 
 import click
 
+from prober.config import Config, ConfigError, load
+from prober.sla.query import Evidence, InfluxEvidence, QueryError, influx_target
+from prober.sla.report import FORMATS, render
+from prober.sla.score import score as score_month
 
-@click.command(help="Judge each SLA clause from the evidence.")
-def score() -> None:
-    raise click.ClickException("not built yet")
+EXIT_ERROR = 3
+DEFAULT_CONFIG = "/etc/prober/probes.toml"
+
+
+class _Command(click.Command):
+    """Argument errors exit 3 ("error"); click's own 2 would read as "not enough data"."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            exc.exit_code = EXIT_ERROR
+            raise
+
+
+def _fail(message: str) -> None:
+    click.echo(f"prober score: {message}", err=True)
+    sys.exit(EXIT_ERROR)
+
+
+def contracted_mailboxes(config: Config) -> set[str] | None:
+    """The provider's mailboxes, as the addresses the probes tag their points with.
+
+    `[sla] mailboxes` (names or addresses) when given; else the provider's side of every
+    route (the sender of outbound, the recipient of inbound, both of internal); else None:
+    every mailbox seen counts.
+    """
+    names = config.sla.mailboxes
+    if names is not None:
+        out = set()
+        for n in names:
+            if n in config.mailboxes:
+                out.add(config.mailboxes[n].address)
+            elif "@" in n:
+                out.add(n)
+            else:
+                raise ConfigError(config.file, "sla.mailboxes",
+                                  f"no mailbox named {n!r} (and not an address)")
+        return out
+    if not config.routes:
+        return None
+    out = set()
+    for r in config.routes:
+        if r.direction in ("outbound", "internal"):
+            out.add(config.mailboxes[r.sender].address)
+        if r.direction in ("inbound", "internal"):
+            out.add(config.mailboxes[r.recipient].address)
+    return out
+
+
+def open_evidence(config: Config, source: str, start_ns: int, end_ns: int) -> Evidence:
+    if source == "influx":
+        if config.influx is None:
+            raise QueryError("--source influx, but probes.toml has no [influx] section")
+        return InfluxEvidence(influx_target(config.influx))
+    from prober.sla.local import spool_evidence
+
+    if not Path(config.spool.path).exists():
+        raise QueryError(f"no spool database at {config.spool.path}")
+    return spool_evidence(config.spool, start_ns, end_ns)
+
+
+@click.command(cls=_Command, help="Judge each SLA clause of a month from the evidence.")
+@click.option("-c", "--config", "config_path", default=DEFAULT_CONFIG, show_default=True,
+              type=click.Path(dir_okay=False), help="probes.toml to read")
+@click.option("--month", required=True, metavar="YYYY-MM", help="the calendar month to judge")
+@click.option("--year", type=int, default=None, metavar="YYYY",
+              help="judge the fault-free days of this whole year (default: the month's year "
+                   "to date, shown but not counted in the exit status while it runs)")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="write the report here instead of standard output")
+@click.option("--source", type=click.Choice(("influx", "spool")), default=None,
+              help="where the points are (default: InfluxDB when [influx] is configured, "
+                   "else the local spool)")
+def score(config_path: str, month: str, year: int | None, fmt: str, output: str | None,
+          source: str | None) -> None:
+    m = re.fullmatch(r"(\d{4})-(\d{2})", month)
+    if not m or not 1 <= int(m.group(2)) <= 12:
+        _fail(f"--month must be YYYY-MM, got {month!r}")
+        return
+    if year is not None and not 1970 <= year <= 9999:
+        _fail(f"--year must be a year such as 2026, got {year}")
+    try:
+        config = load(config_path)
+        contracted = contracted_mailboxes(config)
+    except ConfigError as exc:
+        _fail(f"config error: {exc}")
+        return
+    src = source or ("influx" if config.influx is not None else "spool")
+    now_ns = time.time_ns()
+    y, mo = int(m.group(1)), int(m.group(2))
+    evidence: Any = None
+    try:
+        # the spool is read once for the whole span the score looks at (the year to date)
+        start_ns = min(_start_ns(config, y, 1), _start_ns(config, year or y, 1))
+        evidence = open_evidence(config, src, start_ns, now_ns + 1)
+        card = score_month(evidence, config.sla, y, mo, now_ns=now_ns, contracted=contracted,
+                           judge_year=year)
+    except QueryError as exc:
+        _fail(str(exc))
+        return
+    finally:
+        if evidence is not None and hasattr(evidence, "close"):
+            evidence.close()
+    text = render(card, fmt)
+    if output:
+        try:
+            Path(output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            _fail(f"cannot write {output}: {exc.strerror}")
+    else:
+        click.echo(text, nl=False)
+    sys.exit(card.exit_code)
+
+
+def _start_ns(config: Config, year: int, month: int) -> int:
+    from prober.sla.score import month_period
+
+    return month_period(year, month, config.sla.tz).start_ns

@@ -1,0 +1,416 @@
+"""The scorecard for people and programs: terminal table, JSON, Markdown, and one
+self-contained HTML file with inline SVG charts (no scripts, nothing fetched)."""
+
+from __future__ import annotations
+
+import html
+import itertools
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from prober.sla.query import CanaryEvent
+from prober.sla.score import (
+    BREACH,
+    DELAY_EDGES,
+    NOT_MEASURED,
+    PASS,
+    DelayResult,
+    Incident,
+    Scorecard,
+)
+
+FORMATS = ("table", "json", "markdown", "html")
+LIST_LIMIT = 50  # evidence rows shown in table/markdown; JSON and HTML carry more
+
+
+def _t(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _local(ns: int, card: Scorecard) -> str:
+    tz = card.month.start.tzinfo
+    return datetime.fromtimestamp(ns / 1e9, tz).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def _event(e: CanaryEvent) -> dict[str, Any]:
+    return {"time": _t(e.time_ns), "time_ns": e.time_ns, "vantage": e.vantage, "route": e.route,
+            "direction": e.direction, "sender": e.sender, "recipient": e.recipient,
+            "outcome": e.outcome, "canary": e.canary, "delivery_s": e.delivery_s,
+            "send_delay_s": e.send_delay_s, "receive_delay_s": e.receive_delay_s,
+            "error": e.error}
+
+
+def _incident(i: Incident) -> dict[str, Any]:
+    return {"start": _t(i.start_ns), "end": _t(i.end_ns), "start_ns": i.start_ns,
+            "end_ns": i.end_ns, "minutes": i.minutes, "vantages": i.vantages,
+            "mailboxes": i.mailboxes, "causes": i.causes}
+
+
+def _delay(r: DelayResult) -> dict[str, Any]:
+    return {"arrived": r.n, "mean_s": r.mean_s, "judged_by_split_hops": r.n_split,
+            "judged_by_delivery_s": r.n_total, "over_max": [_event(e) for e in r.over],
+            "lost": [_event(e) for e in r.lost], "over_max_count": r.over_count,
+            "histogram": {"edges_s": list(DELAY_EDGES), "counts": r.bins, "lost": len(r.lost)},
+            "by_route": {k: {"n": int(v[0]), "mean_s": v[1] / v[0] if v[0] else None}
+                         for k, v in sorted(r.by_route.items())}}
+
+
+def to_dict(card: Scorecard) -> dict[str, Any]:
+    c = card.conn
+    return {
+        "month": card.month.label,
+        "timezone": card.timezone,
+        "period": {"start": card.month.start.isoformat(), "end": card.month.end.isoformat(),
+                   "evaluated_until": _t(card.evaluated_end_ns),
+                   "calendar_minutes": card.month.minutes},
+        "source": card.source,
+        "exit_code": card.exit_code,
+        "clauses": [{
+            "id": v.clause.id, "section": v.clause.section, "title": v.clause.title,
+            "promise": v.clause.promise_text(), "period": v.clause.period,
+            "limits": {k: list(x) if isinstance(x, tuple) else x
+                       for k, x in v.clause.params.items()},
+            "verdict": v.status, "measured": v.figure, "value": v.value, "detail": v.detail,
+            "penalty": v.clause.penalty, "penalty_owed": v.penalty_owed,
+        } for v in card.verdicts],
+        "penalties_owed": sorted({v.penalty_owed for v in card.verdicts if v.penalty_owed}),
+        "connectivity": {
+            "vantages": c.vantages, "down_minutes": len(c.down),
+            "unknown_minutes": len(c.unknown), "unknown_minutes_judged": c.unknown_judged,
+            "coverage": c.coverage, "unknown_minutes_by_vantage": c.unknown_by_vantage,
+            "maintenance_minutes": len(c.maintenance), "excluded_minutes": len(c.excluded),
+            "down_minutes_in_maintenance": c.down_in_maintenance,
+            "down_minutes_in_exclusions": c.down_in_exclusions,
+            "down_minutes_by_mailbox": c.down_by_mailbox,
+            "below_quorum_minutes_by_vantage": c.below_quorum,
+            "incidents": [_incident(i) for i in c.incidents],
+            "down_minutes_by_day": {d.isoformat(): n for d, n in card.daily_down.items()},
+            "unknown_minutes_by_day": {d.isoformat(): n for d, n in card.daily_unknown.items()},
+        },
+        "maintenance": [{"start": w.start.isoformat(), "end": w.end.isoformat(),
+                         "reason": w.reason} for w in card.maintenance],
+        "exclusions": [{"start": w.start.isoformat(), "end": w.end.isoformat(),
+                        "reason": w.reason} for w in card.exclusions],
+        "send_delay": _delay(card.send),
+        "receive_delay": _delay(card.receive),
+        "canaries_late_lost_refused": [_event(e) for e in card.events],
+        "webmail": {p.profile: {
+            "contract_class": p.contract_class, "loads": p.n, "failed": len(p.failures),
+            "mean_s": p.mean_s,
+            "failures": [{"time": _t(f.time_ns), "vantage": f.vantage, "target": f.target,
+                          "outcome": f.outcome, "timeout_s": f.timeout_s, "error": f.error}
+                         for f in p.failures],
+            "daily_mean_s": {d.isoformat(): v[1] / v[0] for d, v in sorted(p.daily.items())
+                             if v[0]},
+        } for p in card.webmail.values()},
+        "fault_free_days": None if card.year is None else {
+            "year": card.year.year, "days": card.year.days,
+            "faulty_days": [d.isoformat() for d in card.year.faulty_days],
+            "days_with_unknown_minutes": len(card.year.unknown_days),
+            "coverage": card.year.coverage, "complete": card.year.complete,
+        },
+    }
+
+
+def render(card: Scorecard, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(to_dict(card), indent=2, default=str) + "\n"
+    if fmt == "markdown":
+        return render_markdown(card)
+    if fmt == "html":
+        return render_html(card)
+    if fmt == "table":
+        return render_table(card)
+    raise ValueError(f"unknown format {fmt!r} (one of {', '.join(FORMATS)})")
+
+
+# ---------------------------------------------------------------- text forms
+
+def _clause_rows(card: Scorecard) -> list[list[str]]:
+    return [[f"§{v.clause.section}" if v.clause.section else "", v.clause.title,
+             v.clause.promise_text(), v.figure or "-", v.status.upper() if v.status == BREACH
+             else v.status, v.penalty_owed or "-"] for v in card.verdicts]
+
+
+def _evidence_sections(card: Scorecard) -> list[tuple[str, list[str], list[list[str]]]]:
+    c = card.conn
+    sections = []
+    sections.append(("Incidents (runs of down minutes)",
+                     ["start", "end", "min", "vantages", "mailboxes", "causes"],
+                     [[_local(i.start_ns, card), _local(i.end_ns, card), str(i.minutes),
+                       " ".join(i.vantages), " ".join(i.mailboxes), ", ".join(i.causes)]
+                      for i in c.incidents]))
+    rows = []
+    for side, r in (("send", card.send), ("receive", card.receive)):
+        for e in [*r.over, *r.lost]:
+            judged = (e.send_delay_s if side == "send" else e.receive_delay_s)
+            if judged is None:
+                judged = e.delivery_s
+            rows.append([side, _local(e.time_ns, card), e.vantage, e.route, e.outcome,
+                         "-" if judged is None else f"{judged:.1f}", e.canary])
+    sections.append(("Canaries over the maximum or lost",
+                     ["clause", "accepted", "vantage", "route", "outcome", "delay s", "canary"],
+                     rows))
+    sections.append(("Data coverage (minutes without a heartbeat)",
+                     ["vantage", "unknown min"],
+                     [[v, str(n)] for v, n in c.unknown_by_vantage.items()]
+                     + [["(no vantage at all)", str(len(c.unknown))]]))
+    sections.append(("Maintenance windows and exclusions",
+                     ["kind", "start", "end", "reason"],
+                     [["maintenance", w.start.isoformat(), w.end.isoformat(), w.reason]
+                      for w in card.maintenance]
+                     + [["exclusion", w.start.isoformat(), w.end.isoformat(), w.reason]
+                        for w in card.exclusions]))
+    sections.append(("Webmail page loads per profile",
+                     ["profile", "class", "loads", "failed", "mean s"],
+                     [[p.profile, p.contract_class or "-", str(p.n), str(len(p.failures)),
+                       "-" if p.mean_s is None else f"{p.mean_s:.2f}"]
+                      for p in card.webmail.values()]))
+    return sections
+
+
+def _summary(card: Scorecard) -> list[str]:
+    c = card.conn
+    owed = sorted({v.penalty_owed for v in card.verdicts if v.penalty_owed})
+    return [
+        f"SLA scorecard {card.month.label} ({card.timezone}), from {card.source}",
+        f"evaluated until {_local(card.evaluated_end_ns, card)}; vantages: "
+        f"{', '.join(c.vantages) or 'none'}; down {len(c.down)} min, unknown {len(c.unknown)} "
+        f"min, coverage {c.coverage * 100:.2f} %, maintenance {len(c.maintenance)} min, "
+        f"excluded {len(c.excluded)} min",
+        "penalties owed: " + ("; ".join(owed) if owed else "none"),
+    ]
+
+
+def _text_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [len(h) for h in header]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = min(max(widths[i], len(cell)), 60)
+    def line(cells: list[str]) -> str:
+        return "  ".join(cell[:60].ljust(widths[i]) for i, cell in enumerate(cells)).rstrip()
+    out = [line(header), line(["-" * w for w in widths])]
+    out += [line(r) for r in rows]
+    return "\n".join(out)
+
+
+def render_table(card: Scorecard) -> str:
+    parts = ["\n".join(_summary(card)), "",
+             _text_table(["§", "clause", "promise", "measured", "verdict", "penalty owed"],
+                         _clause_rows(card))]
+    for title, header, rows in _evidence_sections(card):
+        parts += ["", title + ":"]
+        if rows:
+            parts.append(_text_table(header, rows[:LIST_LIMIT]))
+            if len(rows) > LIST_LIMIT:
+                parts.append(f"... and {len(rows) - LIST_LIMIT} more (see --format json)")
+        else:
+            parts.append("  none")
+    return "\n".join(parts) + "\n"
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(_md_cell(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def render_markdown(card: Scorecard) -> str:
+    summary = _summary(card)
+    parts = [f"# {summary[0]}", "", summary[1], "", f"**{summary[2]}**", "",
+             _md_table(["§", "clause", "promise", "measured", "verdict", "penalty owed"],
+                       _clause_rows(card))]
+    for title, header, rows in _evidence_sections(card):
+        parts += ["", f"## {title}", ""]
+        parts.append(_md_table(header, rows[:LIST_LIMIT]) if rows else "none")
+        if len(rows) > LIST_LIMIT:
+            parts += ["", f"... and {len(rows) - LIST_LIMIT} more (see the JSON report)"]
+    return "\n".join(parts) + "\n"
+
+
+# ---------------------------------------------------------------- HTML and SVG charts
+
+def _e(x: object) -> str:
+    return html.escape(str(x))
+
+
+def _svg_bars(title: str, labels: list[str], series: list[tuple[str, str, list[float]]],
+              lines: list[tuple[float, str]] = (), vlines: list[tuple[float, str]] = (),
+              unit: str = "", width: int = 1000, height: int = 260) -> str:
+    """Stacked bars per label; `lines` are horizontal (value), `vlines` vertical (bar index)."""
+    left, bottom, top, right = 55, 50, 30, 15
+    w, h = width - left - right, height - top - bottom
+    totals = [sum(s[2][i] for s in series) for i in range(len(labels))]
+    ymax = max([*totals, *(v for v, _ in lines), 1.0]) * 1.1
+    n = max(len(labels), 1)
+    bw = w / n
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'role="img" aria-label="{_e(title)}">',
+           f'<text x="{left}" y="18" class="t">{_e(title)}</text>']
+    for k in range(5):
+        v = ymax * k / 4
+        y = top + h - h * k / 4
+        out.append(f'<line x1="{left}" x2="{left + w}" y1="{y:.1f}" y2="{y:.1f}" class="g"/>'
+                   f'<text x="{left - 5}" y="{y + 4:.1f}" class="a" text-anchor="end">'
+                   f'{v:.0f}{unit}</text>')
+    for i, label in enumerate(labels):
+        y = top + h
+        for _name, color, values in series:
+            bh = h * values[i] / ymax
+            if bh > 0:
+                out.append(f'<rect x="{left + i * bw + 1:.1f}" y="{y - bh:.1f}" '
+                           f'width="{max(bw - 2, 1):.1f}" height="{bh:.1f}" fill="{color}">'
+                           f'<title>{_e(label)}: {values[i]:g}</title></rect>')
+                y -= bh
+        if n <= 40 or i % max(1, n // 30) == 0:
+            out.append(f'<text x="{left + (i + 0.5) * bw:.1f}" y="{top + h + 14}" class="a" '
+                       f'text-anchor="middle">{_e(label)}</text>')
+    for value, text in lines:
+        y = top + h - h * value / ymax
+        out.append(f'<line x1="{left}" x2="{left + w}" y1="{y:.1f}" y2="{y:.1f}" class="l"/>'
+                   f'<text x="{left + w - 4}" y="{y - 4:.1f}" class="lt" text-anchor="end">'
+                   f'{_e(text)}</text>')
+    for index, text in vlines:
+        x = left + index * bw
+        out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + h}" class="l"/>'
+                   f'<text x="{x + 4:.1f}" y="{top + 12}" class="lt">{_e(text)}</text>')
+    legend_x = left
+    for name, color, _ in series:
+        out.append(f'<rect x="{legend_x}" y="{height - 16}" width="10" height="10" '
+                   f'fill="{color}"/><text x="{legend_x + 14}" y="{height - 7}" class="a">'
+                   f'{_e(name)}</text>')
+        legend_x += 20 + 8 * len(name)
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _svg_lines(title: str, labels: list[str], series: list[tuple[str, str, list[float | None]]],
+               lines: list[tuple[float, str]], unit: str = "s", width: int = 1000,
+               height: int = 260) -> str:
+    left, bottom, top, right = 55, 50, 30, 15
+    w, h = width - left - right, height - top - bottom
+    values = [v for _, _, vs in series for v in vs if v is not None]
+    ymax = max([*values, *(v for v, _ in lines), 1.0]) * 1.1
+    n = max(len(labels), 1)
+    step = w / max(n - 1, 1)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'role="img" aria-label="{_e(title)}">',
+           f'<text x="{left}" y="18" class="t">{_e(title)}</text>']
+    for k in range(5):
+        v = ymax * k / 4
+        y = top + h - h * k / 4
+        out.append(f'<line x1="{left}" x2="{left + w}" y1="{y:.1f}" y2="{y:.1f}" class="g"/>'
+                   f'<text x="{left - 5}" y="{y + 4:.1f}" class="a" text-anchor="end">'
+                   f'{v:.0f}{unit}</text>')
+    for i, label in enumerate(labels):
+        if n <= 40 or i % max(1, n // 30) == 0:
+            out.append(f'<text x="{left + i * step:.1f}" y="{top + h + 14}" class="a" '
+                       f'text-anchor="middle">{_e(label)}</text>')
+    for value, text in lines:
+        y = top + h - h * value / ymax
+        out.append(f'<line x1="{left}" x2="{left + w}" y1="{y:.1f}" y2="{y:.1f}" class="l"/>'
+                   f'<text x="{left + w - 4}" y="{y - 4:.1f}" class="lt" text-anchor="end">'
+                   f'{_e(text)}</text>')
+    legend_x = left
+    for name, color, vs in series:
+        pts = [f"{left + i * step:.1f},{top + h - h * v / ymax:.1f}"
+               for i, v in enumerate(vs) if v is not None]
+        if pts:
+            out.append(f'<polyline points="{" ".join(pts)}" fill="none" stroke="{color}" '
+                       f'stroke-width="2"/>')
+            for p, (i, v) in zip(pts, [(i, v) for i, v in enumerate(vs) if v is not None],
+                                 strict=True):
+                x, y = p.split(",")
+                out.append(f'<circle cx="{x}" cy="{y}" r="3" fill="{color}"><title>'
+                           f'{_e(name)} {_e(labels[i])}: {v:.2f} s</title></circle>')
+        out.append(f'<rect x="{legend_x}" y="{height - 16}" width="10" height="10" '
+                   f'fill="{color}"/><text x="{legend_x + 14}" y="{height - 7}" class="a">'
+                   f'{_e(name)}</text>')
+        legend_x += 20 + 8 * len(name)
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _bin_labels() -> list[str]:
+    def short(s: float) -> str:
+        return f"{s / 60:g}m" if s >= 60 else f"{s:g}s"
+    labels = [f"≤{short(DELAY_EDGES[0])}"]
+    labels += [f"{short(a)}–{short(b)}" for a, b in itertools.pairwise(DELAY_EDGES)]
+    labels.append(f">{short(DELAY_EDGES[-1])}")
+    return [*labels, "lost"]
+
+
+def charts(card: Scorecard) -> list[str]:
+    days = list(card.daily_down)
+    down_chart = _svg_bars(
+        "Minutes down per day (after quorum, maintenance and exclusions)",
+        [d.strftime("%d") for d in days],
+        [("down", "#c0392b", [float(card.daily_down[d]) for d in days]),
+         ("no vantage (unknown)", "#b0b0b0", [float(card.daily_unknown[d]) for d in days])],
+        unit="")
+    labels = _bin_labels()
+    i60 = DELAY_EDGES.index(60.0) + 1
+    i3600 = DELAY_EDGES.index(3600.0) + 1
+    delay_chart = _svg_bars(
+        "Delay distribution: canaries per delay bin (send and receive side)", labels,
+        [("send", "#2e86c1", [float(x) for x in card.send.bins] + [float(len(card.send.lost))]),
+         ("receive", "#28b463", [float(x) for x in card.receive.bins]
+          + [float(len(card.receive.lost))])],
+        vlines=[(i60, "1 min (mean limit)"), (i3600, "1 h (maximum)")])
+    profiles = list(card.webmail.values())
+    all_days = sorted({d for p in profiles for d in p.daily})
+    colors = ["#8e44ad", "#d35400", "#16a085", "#2c3e50", "#f1c40f"]
+    web_chart = _svg_lines(
+        "Webmail page open time per profile: daily mean (failed loads at their timeout)",
+        [d.strftime("%d") for d in all_days],
+        [(f"{p.profile} ({p.contract_class or '?'})", colors[i % len(colors)],
+          [p.daily[d][1] / p.daily[d][0] if d in p.daily and p.daily[d][0] else None
+           for d in all_days]) for i, p in enumerate(profiles)],
+        lines=[(10.0, "10 s broadband"), (30.0, "30 s narrowband")])
+    return [down_chart, delay_chart, web_chart]
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1040px}
+h1{font-size:22px}h2{font-size:17px;margin-top:28px}
+table{border-collapse:collapse;font-size:13px;margin:6px 0}
+td,th{border:1px solid #ccc;padding:3px 7px;text-align:left;vertical-align:top}
+th{background:#f2f2f2}.pass{background:#d5f5e3}.breach{background:#f5b7b1;font-weight:bold}
+.unknown,.pending{background:#fcf3cf}.nm{color:#888}
+svg{display:block;margin:8px 0;background:#fff;border:1px solid #eee}
+svg .t{font-size:14px;font-weight:bold}svg .a{font-size:11px;fill:#555}
+svg .g{stroke:#eee}svg .l{stroke:#000;stroke-dasharray:5 4}svg .lt{font-size:11px}
+"""
+
+
+def _html_table(header: list[str], rows: list[list[str]], classes: list[str] | None = None) -> str:
+    out = ["<table><tr>" + "".join(f"<th>{_e(h)}</th>" for h in header) + "</tr>"]
+    for i, row in enumerate(rows):
+        cls = f' class="{classes[i]}"' if classes and classes[i] else ""
+        out.append(f"<tr{cls}>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>")
+    out.append("</table>")
+    return "".join(out)
+
+
+def render_html(card: Scorecard) -> str:
+    summary = _summary(card)
+    classes = [{PASS: "pass", BREACH: "breach", NOT_MEASURED: "nm"}.get(v.status, v.status)
+               for v in card.verdicts]
+    parts = ["<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
+             f"<title>{_e(summary[0])}</title><style>{_CSS}</style></head><body>",
+             f"<h1>{_e(summary[0])}</h1><p>{_e(summary[1])}</p><p><b>{_e(summary[2])}</b></p>",
+             _html_table(["§", "clause", "promise", "measured", "verdict", "penalty owed"],
+                         _clause_rows(card), classes),
+             "<h2>Charts</h2>", *charts(card)]
+    for title, header, rows in _evidence_sections(card):
+        parts.append(f"<h2>{_e(title)}</h2>")
+        parts.append(_html_table(header, rows[:500]) if rows else "<p>none</p>")
+        if len(rows) > 500:
+            parts.append(f"<p>... and {len(rows) - 500} more (see the JSON report)</p>")
+    parts.append("</body></html>\n")
+    return "".join(parts)
