@@ -47,6 +47,7 @@ log = logging.getLogger("prober.influx")
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 CONTENT_STATUS = frozenset({400, 413, 422})
+_RUN_BATCHES = 10
 
 
 class SendError(Exception):
@@ -176,12 +177,12 @@ class V2Sender:
             status = getattr(exc, "status", None) or getattr(response, "status", None)
             body_text = getattr(exc, "body", None) or getattr(response, "data", None)
             message = server_message(body_text, getattr(exc, "headers", None)) or exc.message
-            if status is None:
-                raise SendError(f"{self.settings.url}: {one_line(str(exc))}") from None
+            if not status:  # the client reports connection and TLS failures as status 0
+                raise unreachable(self.settings.url, exc) from None
             raise SendError(message, int(status),
                             parse_retry_after(getattr(exc, "retry_after", None))) from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise SendError(f"{self.settings.url} unreachable: {_reason(exc)}") from None
+            raise unreachable(self.settings.url, exc) from None
 
     def close(self) -> None:
         self._client.close()
@@ -210,7 +211,7 @@ class V1Sender:
             r = self._client.post("/write", params=self._params, content=body,
                                   headers={"Content-Type": "text/plain; charset=utf-8"})
         except httpx.HTTPError as exc:
-            raise SendError(f"{self.settings.url} unreachable: {_reason(exc)}") from None
+            raise unreachable(self.settings.url, exc) from None
         if 200 <= r.status_code < 300:
             return
         raise SendError(server_message(r.content, r.headers) or r.reason_phrase,
@@ -220,18 +221,28 @@ class V1Sender:
         self._client.close()
 
 
-def _reason(exc: BaseException) -> str:
-    # urllib3 and httpx wrap the OS error several levels deep; the innermost says most.
-    inner: BaseException = exc
-    seen = 0
-    while seen < 5:
+def _causes(exc: BaseException) -> list[BaseException]:
+    # urllib3 and httpx wrap the OS or TLS error several levels deep.
+    chain = [exc]
+    while len(chain) < 8:
+        inner = chain[-1]
         nxt = getattr(inner, "reason", None) or inner.__cause__ or inner.__context__
-        if not isinstance(nxt, BaseException):
+        if not isinstance(nxt, BaseException) or nxt in chain:
             break
-        inner = nxt
-        seen += 1
-    text = str(inner) or type(inner).__name__
-    return one_line(text, 300)
+        chain.append(nxt)
+    return chain
+
+
+def unreachable(url: str, exc: BaseException) -> SendError:
+    """A write that got no HTTP answer; a TLS verification failure says how to fix it."""
+    chain = _causes(exc)
+    text = " ".join(str(e) for e in chain)
+    if (any(isinstance(e, ssl.SSLCertVerificationError) for e in chain)
+            or "CERTIFICATE_VERIFY_FAILED" in text):
+        return SendError(f"{url}: TLS certificate not trusted ({one_line(str(chain[-1]), 200)}); "
+                         "set ca_file to the CA that signed it (or tls_verify = false)")
+    inner = chain[-1]
+    return SendError(f"{url} unreachable: {one_line(str(inner) or type(inner).__name__, 300)}")
 
 
 def make_sender(settings: InfluxSettings) -> Sender:
@@ -415,16 +426,20 @@ class InfluxWriter:
         try:
             while not stop.is_set():
                 try:
-                    result = await loop.run_in_executor(pool, self.drain_once)
+                    # A bounded pass, so a stop request waits for at most a few batches
+                    # even when a long backlog is being delivered.
+                    result = await loop.run_in_executor(pool, self.drain_once, _RUN_BATCHES)
                 except Exception as exc:  # the spool itself failed: say so, keep trying
                     log.exception("spool drain failed: %s", exc)
                     result = DrainResult(error=str(exc), retryable=True)
                     with self._lock:
                         self._failures += 1
                 if result.ok:
-                    delay = self.settings.interval_s
                     with self._lock:
                         self._status.next_retry_in_s = None
+                    if result.remaining:
+                        continue
+                    delay = self.settings.interval_s
                 else:
                     delay = self.backoff_s(result)
                     with self._lock:

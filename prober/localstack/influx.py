@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import signal
+import ssl
 import subprocess
 import time
 from pathlib import Path
@@ -21,7 +22,24 @@ import httpx
 from prober.localstack.packages import StackError, ensure_packages
 from prober.localstack.ports import free_port
 
-PACKAGES = {"influxd": "influxdb", "victoria-metrics": "victoria-metrics"}
+PACKAGES = {"influxd": "influxdb", "victoria-metrics": "victoria-metrics", "openssl": "openssl"}
+
+
+def make_self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1/localhost and its key; the certificate is its own CA,
+    so clients trust it by naming it as their CA file."""
+    cert, key = directory / "server.crt", directory / "server.key"
+    if cert.exists() and key.exists():
+        return cert, key
+    proc = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-days", "7", "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert),
+         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+         "-addext", "basicConstraints=critical,CA:TRUE"],
+        capture_output=True, text=True, timeout=60)
+    if proc.returncode != 0:
+        raise StackError(f"openssl req failed: {proc.stderr.strip()[-300:]}")
+    return cert, key
 
 
 class _Server:
@@ -32,8 +50,9 @@ class _Server:
     ready_path = "/"
     ready_status = 200
 
-    def __init__(self, workdir: str | Path) -> None:
+    def __init__(self, workdir: str | Path, tls: bool = False) -> None:
         self.workdir = Path(workdir)
+        self.tls = tls
         self.port = 0
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_file: Any = None
@@ -42,7 +61,15 @@ class _Server:
     def url(self) -> str:
         if not self.port:
             raise StackError(f"{self.name} has not been started")
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def cert_file(self) -> Path:
+        """The server's self-signed certificate (with tls=True): a client's CA file."""
+        return self.workdir / "server.crt"
+
+    def _verify(self) -> ssl.SSLContext | bool:
+        return ssl.create_default_context(cafile=str(self.cert_file)) if self.tls else True
 
     @property
     def log_path(self) -> Path:
@@ -66,6 +93,8 @@ class _Server:
             return self
         ensure_packages(PACKAGES)
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.tls:
+            make_self_signed(self.workdir)
         first = self.port == 0
         if first:
             # The port is kept across stop()/start() so clients configured with .url
@@ -89,7 +118,7 @@ class _Server:
                 raise StackError(f"{self.name} exited with status {self._proc.returncode} "
                                  f"while starting: {self._log_tail()}")
             try:
-                r = httpx.get(self.url + self.ready_path, timeout=1.0)
+                r = httpx.get(self.url + self.ready_path, timeout=1.0, verify=self._verify())
                 if r.status_code == self.ready_status:
                     return
                 last = f"HTTP {r.status_code}"
@@ -137,8 +166,8 @@ class InfluxDB1(_Server):
     ready_status = 204
 
     def __init__(self, workdir: str | Path, auth: bool = False, admin_user: str = "admin",
-                 admin_password: str = "admin-secret") -> None:
-        super().__init__(workdir)
+                 admin_password: str = "admin-secret", tls: bool = False) -> None:
+        super().__init__(workdir, tls)
         self.auth = auth
         self.admin_user = admin_user
         self.admin_password = admin_password
@@ -175,6 +204,9 @@ bind-address = "127.0.0.1:{self.rpc_port}"
   enabled = true
   bind-address = "127.0.0.1:{self.port}"
   auth-enabled = {"true" if self.auth else "false"}
+  https-enabled = {"true" if self.tls else "false"}
+  https-certificate = "{d}/server.crt"
+  https-private-key = "{d}/server.key"
   log-enabled = false
   pprof-enabled = false
   unix-socket-enabled = false
@@ -210,7 +242,7 @@ bind-address = "127.0.0.1:{self.rpc_port}"
         if db:
             params["db"] = db
         r = httpx.post(self.url + "/query", data=params, auth=self._auth() if auth else None,
-                       timeout=10.0)
+                       timeout=10.0, verify=self._verify())
         return self._result(r, q)
 
     def _result(self, r: httpx.Response, q: str) -> dict[str, Any]:
@@ -232,7 +264,8 @@ bind-address = "127.0.0.1:{self.rpc_port}"
         params = {"q": influxql, "epoch": epoch}
         if db:
             params["db"] = db
-        r = httpx.get(self.url + "/query", params=params, auth=self._auth(), timeout=30.0)
+        r = httpx.get(self.url + "/query", params=params, auth=self._auth(), timeout=30.0,
+                      verify=self._verify())
         return self._result(r, influxql)
 
     def rows(self, influxql: str, db: str | None = None) -> list[dict[str, Any]]:
@@ -271,8 +304,8 @@ class VictoriaMetrics(_Server):
     ready_path = "/health"
 
     def __init__(self, workdir: str | Path, username: str | None = None,
-                 password: str | None = None) -> None:
-        super().__init__(workdir)
+                 password: str | None = None, tls: bool = False) -> None:
+        super().__init__(workdir, tls)
         self.username = username
         self.password = password
 
@@ -280,6 +313,9 @@ class VictoriaMetrics(_Server):
         cmd = ["victoria-metrics", f"-storageDataPath={self.workdir / 'data'}",
                f"-httpListenAddr=127.0.0.1:{self.port}", "-retentionPeriod=100y",
                "-loggerLevel=WARN", "-memory.allowedBytes=64MB"]
+        if self.tls:
+            cmd += ["-tls", f"-tlsCertFile={self.cert_file}",
+                    f"-tlsKeyFile={self.workdir / 'server.key'}"]
         if self.username:
             cmd += [f"-httpAuth.username={self.username}",
                     f"-httpAuth.password={self.password or ''}"]
@@ -290,7 +326,8 @@ class VictoriaMetrics(_Server):
 
     def flush(self) -> None:
         """Make just-written points visible to export (VM buffers them for up to ~1 s)."""
-        r = httpx.get(self.url + "/internal/force_flush", auth=self._auth(), timeout=10.0)
+        r = httpx.get(self.url + "/internal/force_flush", auth=self._auth(), timeout=10.0,
+                      verify=self._verify())
         if r.status_code != 200:
             raise StackError(f"{self.name} /internal/force_flush: HTTP {r.status_code} {r.text}")
 
@@ -304,7 +341,7 @@ class VictoriaMetrics(_Server):
         if end:
             params["end"] = end
         r = httpx.get(self.url + "/api/v1/export", params=params, auth=self._auth(),
-                      timeout=30.0)
+                      timeout=30.0, verify=self._verify())
         if r.status_code != 200:
             raise StackError(f"{self.name} /api/v1/export: HTTP {r.status_code} {r.text[:200]}")
         return [json.loads(line) for line in r.text.splitlines() if line.strip()]

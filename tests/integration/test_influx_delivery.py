@@ -224,3 +224,42 @@ def test_free_space_floor_refuses_new_points_and_keeps_draining(
         assert (r.ok, r.delivered) == (True, 5)
     rows = influxdb1.rows('SELECT "seq" FROM "mail_access"', db=influx_db)
     assert sorted(row["seq"] for row in rows) == [0, 1, 2, 3, 4]
+
+
+def test_daemon_loop_rides_out_an_outage(tmp_path: Path, spool: Spool, caplog) -> None:
+    """The daemon's `run()`: points appended while InfluxDB is down arrive after it returns;
+    the outage and the return are each logged once."""
+    import asyncio
+
+    server = InfluxDB1(tmp_path / "srv")
+    with server:
+        server.create_database("daemon")
+        settings = v1(server, "daemon", batch_size=100, backoff_min_s=0.05,
+                      backoff_max_s=0.2, interval_s=0.05)
+        writer = InfluxWriter(settings, spool)
+
+        async def main() -> None:
+            stop = asyncio.Event()
+            task = asyncio.create_task(writer.run(stop))
+            server.stop()
+            for p in seq_points(300):
+                spool.append([p])
+                writer.notify()
+                await asyncio.sleep(0)
+            await asyncio.sleep(0.5)  # several failed attempts with backoff
+            assert writer.status.state == "failing" and spool.depth() == 300
+            server.start()
+            for _ in range(200):
+                if spool.depth() == 0:
+                    break
+                await asyncio.sleep(0.05)
+            stop.set()
+            await asyncio.wait_for(task, 10)
+
+        with caplog.at_level(logging.INFO, "prober.influx"):
+            asyncio.run(main())
+        assert spool.depth() == 0 and writer.status.state == "ok"
+        rows = server.rows('SELECT "seq" FROM "mail_access"', db="daemon")
+        assert sorted(r["seq"] for r in rows) == list(range(300))
+        assert caplog.text.count("InfluxDB unreachable") == 1
+        assert caplog.text.count("InfluxDB back") == 1
