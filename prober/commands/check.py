@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from prober.config import Config
 from prober.measurement import Measurement
 from prober.probes.access import imap_access, smtp_access
+from prober.probes.canary import new_canary_id
 from prober.probes.imap import Arrival, MailboxWatcher
 from prober.probes.roundtrip import Sent, fate, roundtrip_point, send_canary
 
@@ -87,10 +88,13 @@ async def run_check(config: Config, routes: list[str] | None = None) -> CheckRes
         await asyncio.gather(*(w.wait_ready(timeouts.connect_s + 2 * timeouts.command_s)
                                for w in watchers.values()))
         seq = int(time.time())
+        canaries = {r.name: new_canary_id(vantage, r.name, seq) for r in selected}
+        expected = {canaries[r.name].id: watchers[r.recipient].expect(canaries[r.name].id)
+                    for r in selected}
         sends = await asyncio.gather(*(
             send_canary(r, config.mailboxes[r.sender], config.mailboxes[r.recipient],
-                        vantage, seq, timeouts) for r in selected))
-        arrivals = await _await_arrivals(sends, watchers, config.check.wait_s)
+                        canaries[r.name], timeouts) for r in selected))
+        arrivals = await _await_arrivals(sends, watchers, expected, config.check.wait_s)
         access_points = await access
     finally:
         stop.set()
@@ -121,13 +125,14 @@ def _num(x: float) -> str:
 
 
 async def _await_arrivals(sends: list[Sent], watchers: dict[str, MailboxWatcher],
+                          expected: dict[str, asyncio.Future[Arrival]],
                           wait_s: float) -> dict[str, Arrival]:
     waiting: dict[asyncio.Future[Arrival], str] = {}
     for sent in sends:
         watcher = watchers[sent.route.recipient]
         # An uncertain send may still arrive; a refused one cannot.
         if (sent.submission.ok or sent.submission.uncertain) and watcher.up:
-            waiting[watcher.expect(sent.canary.id)] = sent.canary.id
+            waiting[expected[sent.canary.id]] = sent.canary.id
     arrivals: dict[str, Arrival] = {}
     if waiting:
         done, _ = await asyncio.wait(waiting, timeout=wait_s)

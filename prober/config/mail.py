@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass
@@ -92,6 +93,14 @@ def default_state_dir() -> str:
     return str(Path.home() / ".local" / "state" / "prober")
 
 
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
 def _name(section: Section, key: str) -> str:
     value = section.str(key)
     if not _NAME.match(value):
@@ -174,9 +183,12 @@ def parse_route(s: Section, mailboxes: dict[str, Mailbox]) -> Route:
     if domains is None:
         # The provider under contract is the sender's for outbound, the recipient's otherwise.
         mb = mailboxes[route.sender if route.direction == "outbound" else route.recipient]
-        host = mb.smtp.host
-        parent = host.split(".", 1)[1] if host.count(".") >= 2 else host
-        domains = sorted({mb.address.rsplit("@", 1)[1].lower(), parent.lower()})
+        domains = [mb.address.rsplit("@", 1)[1].lower()]
+        host = mb.smtp.host.lower()
+        if not _is_ip(host):
+            # smtp.provider.example -> provider.example: its MTAs share the parent domain
+            domains.append(host.split(".", 1)[1] if host.count(".") >= 2 else host)
+        domains = sorted(set(domains))
     s.check_unknown()
     return Route(route.name, route.sender, route.recipient, route.direction,
                  tuple(d.lower() for d in domains))

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from prober.config.mail import Mailbox, Route, Timeouts
 from prober.measurement import Measurement
-from prober.probes.canary import CanaryId, build_message, new_canary_id, received_hops, split_delay
+from prober.probes.canary import CanaryId, build_message, received_hops, split_delay
 from prober.probes.imap import Arrival
 from prober.probes.smtp import Submission, submit
 
@@ -36,10 +36,10 @@ class Sent:
         return "send_uncertain" if self.submission.uncertain else "send_failed"
 
 
-async def send_canary(route: Route, sender: Mailbox, recipient: Mailbox, vantage: str,
-                      seq: int, timeouts: Timeouts,
-                      extra_headers: dict[str, str] | None = None) -> Sent:
-    cid = new_canary_id(vantage, route.name, seq)
+async def send_canary(route: Route, sender: Mailbox, recipient: Mailbox, cid: CanaryId,
+                      timeouts: Timeouts, extra_headers: dict[str, str] | None = None) -> Sent:
+    """Submit the canary `cid`. The caller makes the id first (`new_canary_id`) and registers
+    it (watcher.expect, the ledger) before sending, so a fast arrival cannot go unclaimed."""
     msg = build_message(cid, sender.address, recipient.address, datetime.now(UTC),
                         extra_headers)
     submission = await submit(sender, timeouts, msg.as_bytes(), [recipient.address])

@@ -1,0 +1,137 @@
+"""`prober check` as Nagios runs it: exit codes, the first line, the reasons."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from prober.config import load
+from prober.localstack.mail import MailStack
+from prober.localstack.ports import free_port
+from prober.probes.canary import new_canary_id
+from prober.probes.roundtrip import send_canary
+from tests.faults import CuttingProxy
+from tests.fixtures_mail import run_prober, write_config
+
+pytestmark = pytest.mark.integration
+
+
+def test_check_ok_prints_summary_perfdata_and_table(mail_stack: MailStack, tmp_path: Path):
+    cfg = write_config(mail_stack, tmp_path, routes=[("alice-to-bob", "alice", "bob"),
+                                                     ("bob-to-carol", "bob", "carol")])
+    r = run_prober("check", "-c", str(cfg), "--no-write")
+    assert r.returncode == 0, r.stdout + r.stderr
+    first, *table = r.stdout.splitlines()
+    assert first.startswith("PROBER OK - ")
+    assert "delivery_alice-to-bob=" in first and ";60;3600" in first
+    assert any(line.startswith("canary") and "delivered" in line for line in table)
+    assert sum(line.startswith(("smtp", "imap")) for line in table) == 6
+    assert "Traceback" not in r.stderr
+
+
+def test_check_json_and_route_filter(mail_stack: MailStack, tmp_path: Path):
+    cfg = write_config(mail_stack, tmp_path, routes=[("alice-to-bob", "alice", "bob"),
+                                                     ("bob-to-carol", "bob", "carol")])
+    r = run_prober("check", "-c", str(cfg), "--no-write", "--json", "--route", "bob-to-carol")
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["state"] == "OK" and doc["exit_code"] == 0
+    canaries = [row for row in doc["rows"] if row["check"] == "canary"]
+    assert [c["target"].split()[0] for c in canaries] == ["bob-to-carol"]
+    assert canaries[0]["delivery_s"] > 0
+    assert any(line.startswith("mail_roundtrip,") for line in doc["measurements"])
+    r = run_prober("check", "-c", str(cfg), "--no-write", "--route", "nope")
+    assert r.returncode == 3 and "no route named nope" in r.stdout
+
+
+def test_dovecot_down_is_critical_and_names_imap(dovecot_down: MailStack, tmp_path: Path):
+    cfg = write_config(dovecot_down, tmp_path)
+    r = run_prober("check", "-c", str(cfg), "--no-write")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stdout.startswith("PROBER CRITICAL - ")
+    imap_rows = [line for line in r.stdout.splitlines() if line.startswith("imap ")]
+    assert imap_rows and all("CRITICAL" in line and "connect: refused" in line
+                             for line in imap_rows)
+    assert "Traceback" not in r.stderr
+
+
+def test_wrong_password_names_mailbox_and_auth(mail_stack: MailStack, tmp_path: Path):
+    cfg = write_config(mail_stack, tmp_path)
+    r = run_prober("check", "-c", str(cfg), "--no-write", env={"PROBER_TEST_ALICE": "wrong"})
+    assert r.returncode == 2, r.stdout + r.stderr
+    rows = r.stdout.splitlines()
+    assert "alice@example.test" in rows[0] and "auth" in rows[0]
+    smtp = next(line for line in rows if line.startswith("smtp ") and "alice" in line)
+    imap = next(line for line in rows if line.startswith("imap ") and "alice" in line)
+    assert "CRITICAL" in smtp and "auth: 535" in smtp
+    assert "CRITICAL" in imap and "auth: NO [AUTHENTICATIONFAILED]" in imap
+    assert "wrong" not in r.stdout.replace("wrong password", "")  # the secret is not echoed
+    bob = next(line for line in rows if line.startswith("imap ") and "bob" in line)
+    assert " OK " in bob
+
+
+def test_untrusted_certificate_and_refused_port(mail_stack: MailStack, tmp_path: Path):
+    cfg = tmp_path / "probes.toml"
+    cfg.write_text(mail_stack.probes_toml().replace(f'ca_file = "{mail_stack.cert_file}"\n', ""))
+    r = run_prober("check", "-c", str(cfg), "--no-write")
+    assert r.returncode == 2
+    alice = [line for line in r.stdout.splitlines() if "alice@example.test" in line]
+    assert any(line.startswith("smtp") and "tls: certificate not trusted" in line
+               for line in alice)
+    assert any(line.startswith("imap") and "tls: certificate not trusted" in line
+               for line in alice)
+    cfg.write_text(mail_stack.probes_toml().replace(f"port = {mail_stack.imap_port}",
+                                                    f"port = {free_port()}"))
+    r = run_prober("check", "-c", str(cfg), "--no-write")
+    assert r.returncode == 2
+    assert any(line.startswith("imap") and "connect: refused" in line
+               for line in r.stdout.splitlines() if "bob@example.test" in line)
+    assert "IMAP watcher down: connect: refused" in r.stdout
+
+
+def test_malformed_config_exits_3_naming_file_and_key(tmp_path: Path):
+    cfg = tmp_path / "probes.toml"
+    cfg.write_text('[vantage]\nname = "v"\n[[mailbox]]\nname = "a"\naddress = "a@x.test"\n'
+                   'password_env = "X"\n[mailbox.smtp]\nhost = "h"\nport = "587"\n'
+                   'tls = "starttls"\n[mailbox.imap]\nhost = "h"\ntls = "tls"\n')
+    r = run_prober("check", "-c", str(cfg), env={"X": "x"})
+    assert r.returncode == 3
+    assert r.stdout.startswith("PROBER UNKNOWN - ")
+    assert f"{cfg}: mailbox[0].smtp.port: must be an integer" in r.stdout
+    cfg.write_text('[vantage]\nname = "v"\n\n[[mailbox]\n')
+    r = run_prober("check", "-c", str(cfg))
+    assert r.returncode == 3 and f"{cfg}:4: TOML syntax error" in r.stdout
+    r = run_prober("config", "check", "-c", str(tmp_path / "missing.toml"))
+    assert r.returncode == 3 and "missing.toml" in r.stderr and "cannot read" in r.stderr
+
+
+def test_config_check_masks_secrets(mail_stack: MailStack, tmp_path: Path):
+    cfg = write_config(mail_stack, tmp_path)
+    r = run_prober("config", "check", "-c", str(cfg))
+    assert r.returncode == 0, r.stderr
+    for user in mail_stack.users:
+        assert user.password not in r.stdout
+    assert 'password = "****" # from env:PROBER_TEST_ALICE' in r.stdout
+
+
+def test_connection_dropped_mid_data_is_send_uncertain(mail_stack: MailStack, tmp_path: Path):
+    with CuttingProxy(mail_stack.submission_port) as proxy:
+        text = mail_stack.probes_toml().replace(f"port = {mail_stack.submission_port}",
+                                                f"port = {proxy.port}")
+        (tmp_path / "probes.toml").write_text(text)
+        config = load(tmp_path / "probes.toml")
+        route = config.routes[0]
+        cid = new_canary_id("local", route.name, 1)
+        sent = asyncio.run(send_canary(
+            route, config.mailboxes["alice"], config.mailboxes["bob"], cid, config.timeouts,
+            {"X-Padding": "x" * 6000}))
+    assert proxy.cuts == 1
+    assert not sent.submission.ok
+    assert sent.submission.uncertain
+    assert sent.initial_outcome == "send_uncertain"
+    assert sent.submission.error is not None and sent.submission.error.step == "data"
+    assert "smtp_connect_s" not in sent.submission.phases or \
+        sent.submission.phases["auth_s"] >= 0

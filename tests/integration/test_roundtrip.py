@@ -1,0 +1,129 @@
+"""Canary round trips through the real Postfix + Dovecot stack."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from pathlib import Path
+
+import pytest
+
+from prober.config import Config
+from prober.localstack.mail import HOLD_HEADER, MailStack
+from prober.probes.canary import new_canary_id
+from prober.probes.imap import MailboxWatcher
+from prober.probes.roundtrip import Sent, fate, roundtrip_point, send_canary
+from tests.fixtures_mail import load_config
+
+pytestmark = pytest.mark.integration
+
+
+async def _round_trips(config: Config, count: int, wait_s: float = 10.0,
+                       extra_headers: dict[str, str] | None = None,
+                       while_waiting=None) -> list[tuple[Sent, dict]]:
+    """Send `count` canaries on the first route; return each with its final point's fields."""
+    route = config.routes[0]
+    sender, recipient = config.mailboxes[route.sender], config.mailboxes[route.recipient]
+    stop = asyncio.Event()
+    watcher = MailboxWatcher(recipient, config.timeouts, config.canary, config.vantage.name)
+    task = asyncio.create_task(watcher.run(stop))
+    try:
+        assert await watcher.wait_ready(10), "watcher never connected"
+        assert watcher.up, f"watcher failed: {watcher.last_error}"
+        ids = [new_canary_id(config.vantage.name, route.name, i) for i in range(count)]
+        futures = [watcher.expect(cid.id) for cid in ids]
+        sends = []
+        # four at a time: submissions overlap as on a busy agent
+        for start in range(0, count, 4):
+            sends.extend(await asyncio.gather(*(
+                send_canary(route, sender, recipient, cid, config.timeouts, extra_headers)
+                for cid in ids[start:start + 4])))
+        for s in sends:
+            assert s.submission.ok, s.submission.error
+        if while_waiting is not None:
+            await while_waiting()
+        done, _ = await asyncio.wait(futures, timeout=wait_s)
+        results = []
+        for sent, fut in zip(sends, futures, strict=True):
+            arrival = fut.result() if fut in done else None
+            point = roundtrip_point(config.vantage.name, sent,
+                                    fate(sent, arrival, config.canary.late_after_s), arrival)
+            results.append((sent, dict(point.fields)))
+        return results
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+
+
+def _assert_delivered(results: list[tuple[Sent, dict]], detect: str) -> None:
+    assert len(results) == 20
+    for _sent, f in results:
+        assert f["outcome"] == "delivered", f
+        assert 0 < f["delivery_s"] < 5
+        assert f["detect"] == detect, f
+        assert f["folder"] == "INBOX"
+        assert f["smtp_code"] == 250 and f["queue_id"]
+        for phase in ("smtp_connect_s", "smtp_tls_s", "smtp_auth_s", "smtp_data_s",
+                      "smtp_total_s"):
+            assert f[phase] is not None and f[phase] >= 0, (phase, f)
+        assert f["hops"] == 2  # Postfix submission, Dovecot LMTP
+    assert len({s.canary.id for s, _ in results}) == 20
+
+
+def test_twenty_canaries_starttls_detected_by_idle(mail_stack: MailStack, tmp_path: Path):
+    config = load_config(mail_stack, tmp_path)
+    results = asyncio.run(_round_trips(config, 20))
+    _assert_delivered(results, "idle")
+    # our canaries were removed from the mailbox after they were seen
+    assert not list((mail_stack.maildir("bob") / "new").glob("*"))
+    assert not list((mail_stack.maildir("bob") / "cur").glob("*"))
+
+
+def test_twenty_canaries_imaps_and_implicit_tls_submission(mail_stack: MailStack,
+                                                           tmp_path: Path):
+    config = load_config(mail_stack, tmp_path, imap_tls="tls", smtp_tls="tls")
+    assert config.mailboxes["bob"].imap.endpoint.port == mail_stack.imaps_port
+    _assert_delivered(asyncio.run(_round_trips(config, 20)), "idle")
+
+
+def test_twenty_canaries_poll_fallback_without_idle(mail_stack_noidle: MailStack,
+                                                    tmp_path: Path):
+    config = load_config(mail_stack_noidle, tmp_path)
+    config = dataclasses.replace(config, canary=dataclasses.replace(config.canary, poll_s=0.2))
+    _assert_delivered(asyncio.run(_round_trips(config, 20)), "poll")
+
+
+def test_held_canary_delivery_counts_the_hold(mail_stack: MailStack, tmp_path: Path):
+    config = load_config(mail_stack, tmp_path)
+    held_s = 15.0
+
+    async def hold_then_release() -> None:
+        queue_id = (await asyncio.to_thread(mail_stack.wait_held, 1))[0]
+        await asyncio.sleep(held_s)
+        await asyncio.to_thread(mail_stack.release, queue_id)
+
+    t0 = time.monotonic()
+    [(_sent, f)] = asyncio.run(_round_trips(config, 1, wait_s=held_s + 10,
+                                           extra_headers={HOLD_HEADER: "yes"},
+                                           while_waiting=hold_then_release))
+    assert f["outcome"] == "delivered"
+    assert held_s <= f["delivery_s"] < held_s + 5
+    assert f["visible_s"] >= held_s - 1  # INTERNALDATE has whole seconds only
+    assert time.monotonic() - t0 >= held_s
+
+
+def test_person_marked_deleted_message_survives_cleanup(mail_stack: MailStack,
+                                                        tmp_path: Path):
+    person = (b"From: someone@example.test\r\nTo: bob@example.test\r\n"
+              b"Subject: minutes of the meeting\r\nMessage-ID: <keep-me@example.test>\r\n"
+              b"\r\nPlease keep.\r\n")
+    # Maildir flag T is IMAP's \Deleted: a plain EXPUNGE would remove it.
+    kept = mail_stack.deliver_local("bob", person, flags="T")
+    config = load_config(mail_stack, tmp_path)
+    results = asyncio.run(_round_trips(config, 3))
+    assert [f["outcome"] for _, f in results] == ["delivered"] * 3
+    assert kept.exists(), "a person's \\Deleted message was removed"
+    remaining = [p for sub in ("new", "cur") for p in (mail_stack.maildir("bob") / sub).iterdir()]
+    assert remaining == [kept]
+    kept.unlink()
