@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import functools
 import ssl
 import time
 from dataclasses import dataclass
@@ -86,12 +87,20 @@ class PageResult:
 
 
 def ssl_context_for(target: WebmailTarget) -> ssl.SSLContext:
-    if not target.tls_verify:
+    return _ssl_context(target.tls_verify, target.ca_file)
+
+
+@functools.lru_cache(maxsize=32)
+def _ssl_context(tls_verify: bool, ca_file: str | None) -> ssl.SSLContext:
+    # Built once: loading a CA bundle takes tens of ms of CPU, which would stall the timers
+    # of loads already running in the loop. Sharing it resumes no session (cold loads stay
+    # cold): Python resumes TLS sessions only when asked to.
+    if not tls_verify:
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
         return ctx
-    return ssl.create_default_context(cafile=target.ca_file or certifi.where())
+    return ssl.create_default_context(cafile=ca_file or certifi.where())
 
 
 def _origin(url: str) -> str:
@@ -120,6 +129,7 @@ class _Loader:
         self._h2: set[str] = set()
         self.stage = "starting"
         self.page_bytes = 0
+        self._deferred: list[Resource] = []
 
     def elapsed(self) -> float:
         return self.loop.time() - self.t0
@@ -187,8 +197,14 @@ class _Loader:
                     await self._drain(resp, self.limits.max_page_bytes, "page")
                 else:
                     await self._read_html(resp, scanner)
-                return PageResult(str(resp.url), resp.status_code, resp.http_version, scanner,
-                                  ttfb, self.elapsed())
+                result = PageResult(str(resp.url), resp.status_code, resp.http_version,
+                                    scanner, ttfb, self.elapsed())
+            # Found in the last part of the page: started now that its connection is free
+            # again, as a browser that had the whole page in one read would reuse it.
+            deferred, self._deferred = self._deferred, []
+            for res in deferred:
+                self.discover(res)
+            return result
 
     async def _read_html(self, resp: httpx.Response, scanner: PageScanner) -> None:
         try:
@@ -204,14 +220,15 @@ class _Loader:
                                  f"({self.limits.max_page_bytes})", resp.status_code)
             self._check_total()
             scanner.feed(decoder.decode(chunk))
+            if resp.headers.get("content-length") == str(resp.num_bytes_downloaded):
+                self._deferred.extend(scanner.take())  # the page is complete
             for res in scanner.take():
                 self.discover(res)
             self.stage = (f"receiving the page HTML of {resp.url} "
                           f"({self.page_bytes} bytes so far)")
         scanner.feed(decoder.decode(b"", final=True))
         scanner.close()
-        for res in scanner.take():
-            self.discover(res)
+        self._deferred.extend(scanner.take())
 
     async def _drain(self, resp: httpx.Response, limit: int, what: str) -> bytes:
         """Read a body fully (decoded), within `limit` bytes on the wire."""

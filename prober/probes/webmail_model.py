@@ -1,0 +1,118 @@
+"""The analytic model the emulation is checked against: a page load on one shared link.
+
+For a single fetch it is `n_round_trips * RTT + bytes_down*8/down + bytes_up*8/up`. For a
+page with sub-resources it is a fluid model of the same line: every response that is on
+its way shares the downlink equally (processor sharing, the ideal of TCP flows sharing a
+bottleneck), requests queue on the uplink, each request costs one RTT before its response
+starts, a new connection costs 1 RTT (TCP) plus its TLS round trips, at most `per_host`
+connections exist, idle ones are reused first, and a resource's children are requested
+the moment it completes. It does not look at the emulator's code: the tests and the bench
+compare the two.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prober.probes.throttle import Profile
+
+
+@dataclass
+class ModelResource:
+    name: str
+    down_bytes: int  # response on the wire: status line, headers, body
+    up_bytes: int  # request on the wire
+    children: list[ModelResource] = field(default_factory=list)
+
+
+def single_fetch_s(profile: Profile, round_trips: int, down_bytes: int, up_bytes: int) -> float:
+    return (round_trips * profile.rtt_s + down_bytes * 8 / (profile.down_kbps * 1000)
+            + up_bytes * 8 / (profile.up_kbps * 1000))
+
+
+def predict_load_s(root: ModelResource, profile: Profile, per_host: int = 6,
+                   tls_round_trips: int = 0, dns_round_trips: int = 0,
+                   handshake_down_bytes: int = 0, handshake_up_bytes: int = 0,
+                   multiplexed: bool = False,
+                   trace: dict[str, tuple[float, float]] | None = None) -> float:
+    """Time until the last resource of the tree is complete, on one origin.
+
+    `handshake_*_bytes` are a new connection's TLS bytes, charged on the links when it opens.
+    `multiplexed` is HTTP/2: one connection, every request sent as soon as it is known.
+    `trace`, if given, receives (requested, completed) per resource name.
+    """
+    issued_at: dict[str, float] = {}
+    rtt = profile.rtt_s
+    down_rate = profile.down_kbps * 1000 / 8
+    up_rate = profile.up_kbps * 1000 / 8
+    now = 0.0
+    up_free = 0.0
+    idle_conns = 0
+    open_conns = 0
+    waiting: list[ModelResource] = []  # requests without a connection yet
+    # (time the response starts arriving, resource) and (remaining bytes, resource)
+    scheduled: list[tuple[float, ModelResource]] = []
+    active: list[list[float | ModelResource]] = []
+    first_connection = True
+    mux_ready = 0.0  # when the one HTTP/2 connection can carry requests
+
+    def send(res: ModelResource, ready: float) -> None:
+        nonlocal up_free
+        start = max(ready, up_free)
+        up_free = start + res.up_bytes / up_rate
+        scheduled.append((up_free + rtt, res))
+
+    def issue(res: ModelResource) -> None:
+        nonlocal idle_conns, open_conns, first_connection, up_free, mux_ready
+        issued_at.setdefault(res.name, now)
+        if multiplexed and open_conns:
+            send(res, max(now, mux_ready))
+        elif idle_conns:
+            idle_conns -= 1
+            send(res, now)
+        elif open_conns < per_host:
+            open_conns += 1
+            setup = (1 + tls_round_trips) * rtt
+            if first_connection:
+                setup += dns_round_trips * rtt
+                first_connection = False
+            # the handshake's own bytes: approximated as serialized before the request
+            ready = now + setup + handshake_down_bytes / down_rate
+            up_free = max(up_free, ready) + handshake_up_bytes / up_rate
+            mux_ready = ready
+            send(res, ready)
+        else:
+            waiting.append(res)
+
+    issue(root)
+    while scheduled or active:
+        next_start = min((t for t, _ in scheduled), default=float("inf"))
+        if active:
+            share = down_rate / len(active)
+            least = min(float(a[0]) for a in active)  # type: ignore[arg-type]
+            next_done = now + least / share
+        else:
+            share, next_done = 0.0, float("inf")
+        t = min(next_start, next_done)
+        for a in active:
+            a[0] = float(a[0]) - (t - now) * share  # type: ignore[arg-type]
+        now = t
+        if next_start <= next_done:
+            entry = min(scheduled, key=lambda e: e[0])
+            scheduled.remove(entry)
+            active.append([float(entry[1].down_bytes), entry[1]])
+            continue
+        finished = [a for a in active if float(a[0]) <= 1e-9]  # type: ignore[arg-type]
+        for a in finished:
+            active.remove(a)
+            res = a[1]
+            assert isinstance(res, ModelResource)
+            idle_conns += 1
+            if trace is not None:
+                trace[res.name] = (issued_at.get(res.name, 0.0), now)
+            for child in res.children:
+                issued_at[child.name] = now
+                waiting.append(child)
+        while waiting and (multiplexed or idle_conns or open_conns < per_host):
+            issue(waiting.pop(0))
+    return now
