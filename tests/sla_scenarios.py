@@ -34,6 +34,7 @@ http errors at 30 s).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -116,7 +117,9 @@ def _access_failures(variant: str) -> dict[tuple[int, str, str, str], str]:
     return out
 
 
+@functools.cache
 def build(variant: str = "a") -> Scenario:
+    """Cached: the scenario is read-only for its users."""
     if variant not in ("a", "b"):
         raise ValueError(variant)
     ms: list[Measurement] = []
