@@ -6,10 +6,10 @@ import itertools
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
-from email.policy import SMTP
+from email.policy import SMTP, default
 from email.utils import format_datetime, parsedate_to_datetime
 
 HEADER = "X-Prober-Canary"
@@ -65,7 +65,7 @@ def build_message(cid: CanaryId, sender: str, recipient: str, sent_at: datetime,
 def recognise(headers: bytes | str) -> CanaryId | None:
     """The canary in a message's header block, or None if it is not one of ours."""
     raw = headers.encode() if isinstance(headers, str) else headers
-    parsed = BytesHeaderParser().parsebytes(raw)
+    parsed = BytesHeaderParser(policy=default).parsebytes(raw)
     token = parsed.get(HEADER)
     match = _TOKEN.search(" ".join(str(token).split())) if token else None
     if match is None:
@@ -90,7 +90,7 @@ _FROM = re.compile(r"^\s*from\s+([^\s;()]+)", re.I)
 def received_hops(headers: bytes | str) -> list[Hop]:
     """Received headers as hops in the order the mail travelled (oldest first)."""
     raw = headers.encode() if isinstance(headers, str) else headers
-    parsed = BytesHeaderParser().parsebytes(raw)
+    parsed = BytesHeaderParser(policy=default).parsebytes(raw)
     hops = []
     for value in reversed(parsed.get_all("Received") or []):
         text = " ".join(str(value).split())
@@ -99,6 +99,8 @@ def received_hops(headers: bytes | str) -> list[Hop]:
             at = parsedate_to_datetime(stamp) if stamp else None
         except (TypeError, ValueError):
             at = None
+        if at is not None and at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)  # "-0000" (RFC 5322: UTC, source zone unknown)
         by = _BY.search(text)
         frm = _FROM.search(text)
         hops.append(Hop(by[1].lower() if by else None, frm[1].lower() if frm else None, at))

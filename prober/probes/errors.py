@@ -38,7 +38,8 @@ def classify(exc: BaseException, step: str) -> ProbeError:
     if isinstance(exc, socket.gaierror):
         return ProbeError("dns", step, f"name lookup failed: {exc.strerror or exc}")
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return ProbeError("tls", step, f"certificate not trusted: {exc.verify_message or exc}")
+        why = getattr(exc, "verify_message", None) or exc  # set only by the C ssl module
+        return ProbeError("tls", step, f"certificate not trusted: {why}")
     if isinstance(exc, ssl.SSLError):
         return ProbeError("tls", step, f"TLS failed: {exc.reason or exc}")
     if isinstance(exc, ConnectionRefusedError):
