@@ -229,6 +229,7 @@ class InfluxTarget:
     token: str | None = None  # v2/v3: "Authorization: Token ..."
     username: str | None = None  # v1: basic auth
     password: str | None = None
+    verify: str | bool = True  # a CA file, or whether to verify TLS at all
 
     def __repr__(self) -> str:  # never show the token or password
         return f"InfluxTarget({self.url!r}, db={self.database!r})"
@@ -248,7 +249,8 @@ class InfluxEvidence:
         elif target.username:
             auth = httpx.BasicAuth(target.username, target.password or "")
         self._client = client or httpx.Client(base_url=target.url.rstrip("/"), headers=headers,
-                                              auth=auth, timeout=timeout_s)
+                                              auth=auth, timeout=timeout_s,
+                                              verify=target.verify)
         self.queries = 0  # statements sent, for the bench
 
     def close(self) -> None:
@@ -428,7 +430,8 @@ def influx_target(settings: Any) -> InfluxTarget:
         url=url, database=database, retention_policy=rp or None,
         token=_reveal(token) if api != "v1" else None,
         username=_reveal(user) if api == "v1" else None,
-        password=_reveal(password) if api == "v1" else None)
+        password=_reveal(password) if api == "v1" else None,
+        verify=getattr(settings, "ca_file", None) or getattr(settings, "tls_verify", True))
 
 
 def _reveal(value: Any) -> str | None:

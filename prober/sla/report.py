@@ -270,6 +270,11 @@ def _svg_bars(title: str, labels: list[str], series: list[tuple[str, str, list[f
         if n <= 40 or i % max(1, n // 30) == 0:
             out.append(f'<text x="{left + (i + 0.5) * bw:.1f}" y="{top + h + 14}" class="a" '
                        f'text-anchor="middle">{_e(label)}</text>')
+        if n <= 12 and totals[i] > 0:
+            # few wide bars (a distribution): print the count, a handful of lost canaries
+            # next to thousands of prompt ones would otherwise be invisible
+            out.append(f'<text x="{left + (i + 0.5) * bw:.1f}" y="{y - 4:.1f}" class="v" '
+                       f'text-anchor="middle">{totals[i]:g}</text>')
     for value, text in lines:
         y = top + h - h * value / ymax
         out.append(f'<line x1="{left}" x2="{left + w}" y1="{y:.1f}" y2="{y:.1f}" class="l"/>'
@@ -384,7 +389,8 @@ th{background:#f2f2f2}.pass{background:#d5f5e3}.breach{background:#f5b7b1;font-w
 .unknown,.pending{background:#fcf3cf}.nm{color:#888}
 svg{display:block;margin:8px 0;background:#fff;border:1px solid #eee}
 svg .t{font-size:14px;font-weight:bold}svg .a{font-size:11px;fill:#555}
-svg .g{stroke:#eee}svg .l{stroke:#000;stroke-dasharray:5 4}svg .lt{font-size:11px}
+svg .g{stroke:#eee}svg .v{font-size:12px;font-weight:bold}
+svg .l{stroke:#000;stroke-dasharray:5 4}svg .lt{font-size:11px}
 """
 
 

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Render the HTML report of the scenario month (tests/sla_scenarios.py, variant a) and take
+# a screenshot of it in headless Chromium, to look at the charts as a person would.
+# Usage: scripts/render_report.sh [OUT_DIR]   (default /tmp/prober-report)
+# Writes OUT_DIR/report.html and OUT_DIR/report.png. Installs Debian's chromium if missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out="${1:-/tmp/prober-report}"
+mkdir -p "$out"
+if ! command -v chromium >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+fi
+PYTHONPATH=. .venv/bin/python - "$out/report.html" <<'PY'
+import sys, time
+from prober.sla.local import PointsEvidence
+from prober.sla.report import render
+from prober.sla.score import score
+from tests.sla_scenarios import build
+
+sc = build("a")
+card = score(PointsEvidence.from_measurements(sc.measurements), sc.settings, 2026, 9,
+             now_ns=time.time_ns(), contracted=sc.contracted)
+open(sys.argv[1], "w", encoding="utf-8").write(render(card, "html"))
+PY
+profile="$(mktemp -d)"
+trap 'rm -rf "$profile"' EXIT
+chromium --headless --no-sandbox --disable-gpu --disable-background-networking \
+    --disable-component-update --disable-sync --no-first-run --user-data-dir="$profile" \
+    --hide-scrollbars --screenshot="$out/report.png" --window-size=1200,2400 \
+    "file://$(realpath "$out/report.html")" 2>/dev/null
+echo "$out/report.html"
+echo "$out/report.png"
