@@ -11,6 +11,7 @@ reference machine: append >= 2,000 points/s, drain >= 20,000 points/s.
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import tempfile
 import time
 from pathlib import Path
@@ -31,6 +32,24 @@ def point(i: int) -> Measurement:
                         "outcome": "ok"},
                        {"connect_s": 0.0123, "tls_s": 0.0456, "auth_s": 0.0789,
                         "total_s": 0.1368, "seq": i}, T0 + i * 1000)
+
+
+def bench_disk_ceiling(directory: Path, n: int) -> float:
+    """Bare SQLite commits (WAL, synchronous=FULL) on the same disk: the fsync-bound
+    ceiling any one-point-per-transaction spool can reach here."""
+    conn = sqlite3.connect(directory / "ceiling.db", isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, line TEXT)")
+    line = point(0).to_line()
+    start = time.perf_counter()
+    for _ in range(n):
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO t (line) VALUES (?)", (line,))
+        conn.execute("COMMIT")
+    rate = n / (time.perf_counter() - start)
+    conn.close()
+    return rate
 
 
 def bench_append(spool: Spool, n: int) -> float:
@@ -68,9 +87,11 @@ def main() -> None:
         d = Path(tmp)
         path = d / "prober.db"
         spool = Spool(path, SpoolSettings(path=str(path)))
+        ceiling = bench_disk_ceiling(d, args.append)
         rate = bench_append(spool, args.append)
         print(f"append (one point per transaction, synchronous=FULL): {rate:,.0f} points/s "
               f"({args.append} points, target >= 2,000)")
+        print(f"  disk ceiling, bare SQLite commits on the same disk: {ceiling:,.0f} /s")
         spool.ack([r.id for r in spool.read_batch(10**9)])
         with InfluxDB1(d / "influxdb") as influx:
             influx.create_database("bench")
