@@ -100,3 +100,21 @@ def test_influx_and_spool_give_the_known_truth(variant: str, influxdb1: InfluxDB
             assert y.pop("value") == pytest.approx(x.pop("value"), rel=1e-12)
             x.pop("measured"), y.pop("measured"), x.pop("detail"), y.pop("detail")
     assert a == b
+
+
+def test_dashboard_queries_run_on_influxdb_1_6(influxdb1: InfluxDB1, influx_db: str) -> None:
+    """Every InfluxQL query of the Grafana dashboard parses and runs on the oldest server."""
+    import json
+
+    dash = json.loads((Path(__file__).resolve().parents[2] / "dashboards" /
+                       "prober-sla.json").read_text())
+    write(influxdb1, influx_db, "a")
+    queries = [t["query"] for p in dash["panels"] for t in p["targets"]]
+    assert len(queries) == 8
+    for q in queries:
+        q = q.replace("$timeFilter", "time >= '2026-09-03T00:00:00Z' AND "
+                      "time < '2026-09-09T00:00:00Z'").replace("$__interval", "10m")
+        result = influxdb1.query(q, db=influx_db)
+        assert "error" not in result["results"][0], (q, result)
+        if "webmail_load\" WHERE \"outcome\" != 'ok'" not in q and "spool_depth" not in q:
+            assert result["results"][0].get("series"), q  # the scenario has data for these
