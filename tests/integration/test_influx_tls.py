@@ -22,7 +22,8 @@ T0 = 1_795_000_000_000_000_000
 def spool(tmp_path: Path) -> Iterator[Spool]:
     path = tmp_path / "prober.db"
     with Spool(path, SpoolSettings(path=str(path), ballast_bytes=0, min_free_bytes=0)) as sp:
-        sp.append([Measurement("tls_check", {"vantage": "v1"}, {"seq": i}, T0 + i)
+        # 1 ms apart: VictoriaMetrics keeps milliseconds only
+        sp.append([Measurement("tls_check", {"vantage": "v1"}, {"seq": i}, T0 + i * 1_000_000)
                    for i in range(3)])
         yield sp
 
