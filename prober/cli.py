@@ -92,6 +92,32 @@ def check(config_path: str, routes: tuple[str, ...], as_json: bool, no_write: bo
     sys.exit(result.state)
 
 
+@main.command()
+@config_option
+@click.option("--ticks", type=click.IntRange(min=1), default=None,
+              help="stop after this many ticks (tests, benchmarks); default: run until stopped")
+def run(config_path: str, ticks: int | None) -> None:
+    """Run the daemon: canaries, access checks and page loads every tick.
+
+    SIGTERM stops it cleanly (submissions in progress finish, everything else stays on disk);
+    SIGHUP reloads probes.toml.
+    """
+    from prober.agent.daemon import Agent
+    from prober.agent.spool import SpoolError
+
+    cfg = load_or_exit(config_path)
+
+    async def main_loop() -> int:
+        return await Agent(config_path, cfg, max_ticks=ticks).run()
+
+    try:
+        code = asyncio.run(main_loop())
+    except SpoolError as exc:
+        click.echo(f"prober run: {exc}", err=True)
+        sys.exit(1)
+    sys.exit(code)
+
+
 def _deliver(cfg: Config, measurements: list) -> str:
     try:
         from prober.commands.deliver import deliver

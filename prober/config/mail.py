@@ -58,6 +58,7 @@ class Route:
     direction: str
     # host names under these domains are the provider's own MTAs (for the delay split)
     provider_domains: tuple[str, ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()  # added to this route's canaries
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,8 @@ class CanarySettings:
     poll_s: float = 10.0
     junk_poll_s: float = 60.0
     sweep_after_s: float = 86400.0
+    # added to every canary, e.g. to match an allow-list rule at the provider's filter
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -193,9 +196,23 @@ def parse_route(s: Section, mailboxes: dict[str, Mailbox]) -> Route:
             # smtp.provider.example -> provider.example: its MTAs share the parent domain
             domains.append(host.split(".", 1)[1] if host.count(".") >= 2 else host)
         domains = sorted(set(domains))
+    headers = _headers(s)
     s.check_unknown()
     return Route(route.name, route.sender, route.recipient, route.direction,
-                 tuple(d.lower() for d in domains))
+                 tuple(d.lower() for d in domains), headers)
+
+
+_HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # RFC 5322 field name: printable, no colon
+
+
+def _headers(s: Section) -> tuple[tuple[str, str], ...]:
+    headers = s.str_map("headers")
+    for name, value in headers.items():
+        if not _HEADER_NAME.match(name):
+            raise s.error(f"headers.{name}", "is not a valid header name")
+        if "\n" in value or "\r" in value:
+            raise s.error(f"headers.{name}", "must be one line")
+    return tuple(sorted(headers.items()))
 
 
 def parse_timeouts(root: Section) -> Timeouts:
@@ -220,6 +237,7 @@ def parse_canary(root: Section) -> CanarySettings:
         poll_s=s.float("poll_s", 10.0, minimum=0.05),
         junk_poll_s=s.float("junk_poll_s", 60.0, minimum=0.05),
         sweep_after_s=s.float("sweep_after_s", 86400.0, minimum=60),
+        headers=_headers(s),
     )
     if c.lost_after_s <= c.late_after_s:
         raise s.error("lost_after_s", f"must be greater than late_after_s ({c.late_after_s})")

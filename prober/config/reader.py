@@ -129,6 +129,17 @@ class Section:
                 raise self.error(f"{name}[{i}]", f"must be a non-empty string, got {item!r}")
         return list(value)
 
+    def str_map(self, name: str) -> dict[str, str]:
+        """A table of string values, e.g. extra headers; {} when absent."""
+        self._used.add(name)
+        value = self.data.get(name, {})
+        if not isinstance(value, dict):
+            raise self.error(name, "must be a table of strings")
+        for key, item in value.items():
+            if not isinstance(item, str):
+                raise self.error(f"{name}.{key}", f"must be a string, got {item!r}")
+        return dict(value)
+
     def table(self, name: str, required: bool = False) -> Section | None:
         self._used.add(name)
         if name not in self.data:

@@ -11,6 +11,7 @@ from prober.probes.canary import CanaryId, build_message, received_hops, split_d
 from prober.probes.imap import Arrival
 from prober.probes.smtp import Submission, submit
 
+Fields = dict[str, float | int | str | bool | None]
 OUTCOMES = ("pending", "delivered", "late", "lost", "send_failed", "send_uncertain")
 
 
@@ -51,7 +52,7 @@ def roundtrip_point(vantage: str, sent: Sent, outcome: str,
     """The `mail_roundtrip` point; written again with the same tags and time when the fate
     is known, so InfluxDB keeps the last word (DESIGN: schema)."""
     sub = sent.submission
-    fields: dict[str, float | int | str | bool | None] = {
+    fields: Fields = {
         "outcome": outcome,
         "canary": sent.canary.id,
         "seq": sent.canary.seq,
@@ -76,16 +77,21 @@ def roundtrip_point(vantage: str, sent: Sent, outcome: str,
     }, fields, sent.time_ns)
 
 
-def arrival_fields(sent: Sent, arrival: Arrival) -> dict[str, float | int | str | bool | None]:
-    accepted = sent.time_ns  # the attempt's start when the 250 never came (send_uncertain)
+def arrival_fields(sent: Sent, arrival: Arrival) -> Fields:
+    # the attempt's start stands in when the 250 never came (send_uncertain)
+    return fields_at_arrival(arrival, sent.time_ns, sent.route.direction,
+                             sent.route.provider_domains)
+
+
+def fields_at_arrival(arrival: Arrival, accepted_ns: int, direction: str,
+                      provider_domains: tuple[str, ...]) -> Fields:
     hops = received_hops(arrival.headers)
-    split = split_delay(hops, accepted, arrival.internaldate_ns, sent.route.direction,
-                        sent.route.provider_domains)
+    split = split_delay(hops, accepted_ns, arrival.internaldate_ns, direction, provider_domains)
     return {
         # both ends on our clock: acceptance (SMTP 250) -> our detection
-        "delivery_s": (arrival.detected_ns - accepted) / 1e9,
+        "delivery_s": (arrival.detected_ns - accepted_ns) / 1e9,
         # the server's INTERNALDATE (1 s resolution, its clock) -> acceptance on ours
-        "visible_s": ((arrival.internaldate_ns - accepted) / 1e9
+        "visible_s": ((arrival.internaldate_ns - accepted_ns) / 1e9
                       if arrival.internaldate_ns is not None else None),
         "send_delay_s": split.send_delay_s,
         "receive_delay_s": split.receive_delay_s,
