@@ -135,10 +135,17 @@ class WebServer:
         async def close() -> None:
             assert self._server is not None
             self._server.close()
+            # End the connections still being served, so no coroutine outlives the loop.
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in others:
+                task.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
         with contextlib.suppress(Exception):
             asyncio.run_coroutine_threadsafe(close(), self._loop).result(5)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+        if not self._thread.is_alive():
+            self._loop.close()
 
     def clear_log(self) -> None:
         with self._lock:

@@ -32,6 +32,7 @@ import asyncio
 import collections
 import contextlib
 import ipaddress
+import os
 import socket
 import ssl
 import typing
@@ -467,8 +468,8 @@ class EmulatedBackend(httpcore.AsyncNetworkBackend):
             raise httpcore.ConnectTimeout(f"connect to {host}:{port} timed out after "
                                           f"{timeout} s") from None
         except OSError as exc:
-            raise httpcore.ConnectError(f"connect to {host}:{port} failed: "
-                                        f"{exc.strerror or exc}") from exc
+            why = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise httpcore.ConnectError(f"connect to {host}:{port} failed: {why}") from exc
         self.link.connections.append(record)
         sock = writer.get_extra_info("socket")
         if sock is not None:

@@ -130,6 +130,8 @@ class _Loader:
         self.stage = "starting"
         self.page_bytes = 0
         self._deferred: list[Resource] = []
+        self.last_ttfb: float | None = None  # of the document being fetched, even if cut off
+        self.last_status: int | None = None
 
     def elapsed(self) -> float:
         return self.loop.time() - self.t0
@@ -184,6 +186,7 @@ class _Loader:
                     method, url, headers=headers, content=content) as resp:
                 self._note_protocol(resp)
                 ttfb = self.elapsed()
+                self.last_ttfb, self.last_status = ttfb, resp.status_code
                 if resp.status_code in _REDIRECTS and "location" in resp.headers:
                     await self._drain(resp, self.limits.max_page_bytes, "redirect body")
                     url = str(resp.url.join(resp.headers["location"]))
@@ -399,6 +402,8 @@ async def probe_webmail(target: WebmailTarget, profile: Profile, vantage: str,
             login_status = inbox.status
     except TimeoutError:
         outcome = "timeout"
+        if phase == "load":
+            status = loader.last_status
         what = "the login" if phase == "login" else "the load"
         error = f"{what} timed out after {timeout:g} s while {loader.pending_stage()}"
     except LoadFailed as exc:
@@ -407,6 +412,8 @@ async def probe_webmail(target: WebmailTarget, profile: Profile, vantage: str,
             status = exc.status
     except httpx.HTTPError as exc:
         outcome = "fail"
+        if phase == "load":
+            status = loader.last_status
         error = f"{type(exc).__name__} while {loader.stage}: {exc}"
     finally:
         loader.cancel_all()
@@ -418,7 +425,7 @@ async def probe_webmail(target: WebmailTarget, profile: Profile, vantage: str,
     fields: dict[str, float | int | str | bool | None] = {
         "status": status,
         **_phase_fields(link),
-        "ttfb_s": page.ttfb_s if page else None,
+        "ttfb_s": page.ttfb_s if page else loader.last_ttfb,
         "html_s": page.html_s if page else None,
         "load_s": load_s,
         "login_s": login_s,

@@ -47,12 +47,12 @@ def levels_routes() -> dict[str, object]:
                        "url(/f.woff) format('woff')} .x{background:url('/bg2.png')}"
                        + "/* pad */ " * 700, css),
         "/c.css": page(".y{background:url(/bg3.png)}", css),
-        "/app.js": page("x" * 30000, "text/javascript"),
-        "/logo.png": page(b"l" * 20000, "image/png"),
-        "/img/bg1.png": page(b"1" * 20000, "image/png"),
-        "/bg2.png": page(b"2" * 40000, "image/png"),
-        "/bg3.png": page(b"3" * 20000, "image/png"),
-        "/f.woff2": page(b"f" * 20000, "font/woff2"),
+        "/app.js": page("x" * 60000, "text/javascript"),
+        "/logo.png": page(b"l" * 40000, "image/png"),
+        "/img/bg1.png": page(b"1" * 40000, "image/png"),
+        "/bg2.png": page(b"2" * 80000, "image/png"),
+        "/bg3.png": page(b"3" * 40000, "image/png"),
+        "/f.woff2": page(b"f" * 40000, "font/woff2"),
         "/f.woff": page(b"F" * 30000, "font/woff"),
         "/small": page(SMALL),
         "/medium": page(MEDIUM),
@@ -212,7 +212,8 @@ def test_http2_multiplexes_one_connection(servers: dict[str, WebServer],
                              [build(child) for child in TREE.get(path, [])])
 
     predicted = predict_load_s(build("/"), profile, tls_round_trips=1, multiplexed=True)
-    assert abs(f["load_s"] - predicted) <= 0.05 * predicted, (f["load_s"], predicted)  # type: ignore[operator]
+    # 10 %, not 5: the framing is spread evenly over the resources, an approximation.
+    assert abs(f["load_s"] - predicted) <= 0.10 * predicted, (f["load_s"], predicted)  # type: ignore[operator]
     # Without the per-host cap or new connections, h2 beats the six HTTP/1.1 connections.
     m1 = load(servers["tls13"].base + "/", profile, certs[0])
     assert m1.fields["http_version"] == "HTTP/1.1"

@@ -1,0 +1,93 @@
+"""`prober check` rows for the webmail targets: one cold load per target and profile.
+
+State per row, against the contract's page-open limit of the profile (30 s narrowband,
+10 s broadband; see throttle.contract_threshold_s): OK at or under it; over it, the
+target's `over_threshold` state (WARNING by default: the contract judges the monthly
+mean, so one slow load is a warning, not yet a breach); CRITICAL when the load did not
+complete (timeout, HTTP error, failure). The rows carry the same fields as
+prober.commands.check.Row (check, target, state, values, detail) plus the Measurement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from prober.config.webmail import WebmailTarget
+from prober.measurement import Measurement
+from prober.probes.throttle import Profile
+from prober.probes.webmail import judged_seconds, probe_webmail
+
+OK, WARNING, CRITICAL = 0, 1, 2
+_OVER = {"warning": WARNING, "critical": CRITICAL}
+
+
+@dataclass
+class WebmailRow:
+    check: str  # always "webmail"
+    target: str  # "<target>/<profile>"
+    state: int
+    values: dict[str, float | None] = field(default_factory=dict)
+    detail: str = ""
+    measurement: Measurement | None = None
+
+    def perfdata(self) -> str:
+        """Nagios perfdata, e.g. `webmail_mail/broadband=3.210s;10;`."""
+        label = "".join("_" if c in " ='|" else c for c in f"webmail_{self.target}")
+        value = self.values.get("open_s")
+        shown = "U" if value is None else f"{value:.3f}s"
+        warn = self.values.get("threshold_s")
+        return f"{label}={shown};{'' if warn is None else f'{warn:g}'};"
+
+
+def row_for(target: WebmailTarget, profile: Profile, m: Measurement) -> WebmailRow:
+    f = m.fields
+    outcome = m.tags["outcome"]
+    threshold = profile.threshold_s
+    values: dict[str, float | None] = {
+        "open_s": judged_seconds(m) if outcome == "ok" else None,
+        "load_s": _num(f.get("load_s")),
+        "login_s": _num(f.get("login_s")),
+        "ttfb_s": _num(f.get("ttfb_s")),
+        "threshold_s": threshold,
+        "bytes": _num(f.get("bytes")),
+        "requests": _num(f.get("requests")),
+    }
+    name = f"{target.name}/{profile.name}"
+    if outcome != "ok":
+        return WebmailRow("webmail", name, CRITICAL, values, f"{outcome}: {f.get('error')}", m)
+    opened = judged_seconds(m)
+    what = "inbox after login" if f.get("login_s") is not None else "page"
+    detail = (f"{what} opened in {opened:.1f} s on {profile.name} "
+              f"({profile.contract_class} limit {threshold:g} s), {f.get('requests')} requests, "
+              f"{f.get('bytes')} bytes")
+    if f.get("failed_requests"):
+        detail += f", {f.get('failed_requests')} failed"
+    if opened > threshold:
+        return WebmailRow("webmail", name, _OVER[target.over_threshold], values,
+                          "over the contract's limit: " + detail, m)
+    return WebmailRow("webmail", name, OK, values, detail, m)
+
+
+def _num(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+async def check_webmail(targets: Iterable[WebmailTarget], vantage: str,
+                        concurrency: int = 4) -> list[WebmailRow]:
+    """One load per target and profile, `concurrency` at a time (each on its own emulated
+    line, so they do not slow each other down), rows in config order."""
+    gate = asyncio.Semaphore(concurrency)
+    jobs = [(t, p) for t in targets for p in t.profiles]
+
+    async def one(target: WebmailTarget, profile: Profile) -> WebmailRow:
+        async with gate:
+            (m,) = await probe_webmail(target, profile, vantage)
+        return row_for(target, profile, m)
+
+    return list(await asyncio.gather(*(one(t, p) for t, p in jobs)))
+
+
+def worst_state(rows: Iterable[WebmailRow]) -> int:
+    return max((r.state for r in rows), default=OK)
