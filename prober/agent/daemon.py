@@ -94,8 +94,14 @@ class Agent:
             self.notifier.stopping("stopping: finishing submissions in progress")
             await self._shutdown()
             writer_stop.set()
-            if writer_task is not None:
+            if writer_task is not None and self.writer is not None:
                 await writer_task
+                # the last points (fates settled during the stop) get one bounded try;
+                # whatever InfluxDB does not take stays in the spool for the next start
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.to_thread(self.writer.drain_once, 10),
+                                           self.config.influx.timeout_s + 5)
+                self.writer.close()
             self.ledger.close()
             self.spool.close()
             log.info("stopped after %d ticks", self.ticks)

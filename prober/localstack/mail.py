@@ -155,6 +155,11 @@ class MailStack:
         self._run(["postsuper", "-c", str(self.postfix_dir), "-H", queue_id], "postsuper -H")
         self._run(["postqueue", "-c", str(self.postfix_dir), "-i", queue_id], "postqueue -i")
 
+    def purge_held(self) -> None:
+        """Delete every message still on hold (tests leave none behind for the next)."""
+        self._run(["postsuper", "-c", str(self.postfix_dir), "-d", "ALL", "hold"],
+                  "postsuper -d ALL hold")
+
     def maildir(self, user: str) -> Path:
         return self.dir / "mail" / user / "Maildir"
 

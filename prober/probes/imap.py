@@ -165,7 +165,7 @@ class MailboxWatcher:
         except Exception as exc:
             raise classify(exc, "watch") from None
         finally:
-            self.up = False
+            # `up` stays as it was: run() reads it to tell "lost" from "cannot connect"
             await sess.logout()
 
     async def _select(self, sess: ImapSession, folder: str) -> None:

@@ -1,0 +1,258 @@
+"""`prober run` on the local stack: ticks, restarts, late and lost canaries, outages."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from prober.agent.spool import Spool
+from prober.localstack.influx import InfluxDB1
+from prober.localstack.mail import HOLD_HEADER, MailStack
+from prober.sla.lineproto import Point, parse_line
+
+pytestmark = pytest.mark.integration
+ROUTES = [("a-to-b", "alice", "bob"), ("b-to-c", "bob", "carol"), ("c-to-a", "carol", "alice")]
+
+
+def _config(stack: MailStack, tmp: Path, vantage: str, extra: str = "",
+            routes: list[tuple[str, str, str]] | None = None) -> Path:
+    text = stack.probes_toml(vantage=vantage, routes=routes or ROUTES, extra=extra)
+    text = text.replace(f'state_dir = "{stack.dir / "state"}"', f'state_dir = "{tmp / "state"}"')
+    path = tmp / "probes.toml"
+    path.write_text(text)
+    return path
+
+
+def _start(config: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    log = (config.parent / "daemon.log").open("ab")
+    return subprocess.Popen([sys.executable, "-m", "prober.cli", "-v", "run", "-c", str(config),
+                             *args], stdout=log, stderr=log, env={**os.environ, **(env or {})})
+
+
+def _log(config: Path) -> str:
+    return (config.parent / "daemon.log").read_text(errors="replace")
+
+
+def _points(tmp: Path, measurement: str) -> list[Point]:
+    with Spool(tmp / "state" / "prober.db") as spool:
+        return [parse_line(line) for line in spool.read_lines(measurement=measurement)]
+
+
+def _fates(tmp: Path) -> dict[str, list[str]]:
+    """Every outcome each canary's point was written with, in order."""
+    fates: dict[str, list[str]] = defaultdict(list)
+    for p in _points(tmp, "mail_roundtrip"):
+        fates[str(p.fields["canary"])].append(str(p.fields["outcome"]))
+    return dict(fates)
+
+
+def _wait(what: str, check: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class NotifySocket:
+    """What systemd would receive on $NOTIFY_SOCKET."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.messages: list[str] = []
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.bind(str(path))
+        self._sock.settimeout(0.2)
+        self._stop = False
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._stop:
+            try:
+                self.messages.append(self._sock.recv(4096).decode())
+            except TimeoutError:
+                continue
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join(2)
+        self._sock.close()
+
+
+def test_five_ticks_three_routes_and_systemd_notify(mail_stack: MailStack, tmp_path: Path):
+    config = _config(mail_stack, tmp_path, "five-ticks", "[agent]\ntick_s = 2\n")
+    notify = NotifySocket(tmp_path / "notify.sock")
+    try:
+        proc = _start(config, "--ticks", "5", env={"NOTIFY_SOCKET": str(notify.path)})
+        assert proc.wait(60) == 0, _log(config)
+    finally:
+        notify.close()
+    fates = _fates(tmp_path)
+    assert len(fates) == 15
+    assert all(outcomes == ["pending", "delivered"] for outcomes in fates.values()), fates
+    roundtrips = _points(tmp_path, "mail_roundtrip")
+    assert {p.tags["route"] for p in roundtrips} == {r[0] for r in ROUTES}
+    heartbeats = _points(tmp_path, "prober_heartbeat")
+    assert len(heartbeats) == 5
+    assert all(h.fields["watchers"] == 3 and h.fields["missed_ticks"] == 0 for h in heartbeats)
+    assert heartbeats[-1].fields["watchers_up"] == 3
+    access = _points(tmp_path, "mail_access")
+    per = defaultdict(int)
+    for p in access:
+        assert p.tags["outcome"] == "ok", p
+        per[(p.tags["mailbox"], p.tags["protocol"])] += 1
+    assert per == {(u.address, proto): 5 for u in mail_stack.users for proto in ("smtp", "imap")}
+    kinds = [m.split("\n")[0] for m in notify.messages]
+    assert kinds[0] == "READY=1", notify.messages
+    assert kinds.count("WATCHDOG=1") == 5
+    assert any(m.startswith("STOPPING=1") for m in notify.messages)
+    assert [k for k in kinds if k in ("READY=1", "STOPPING=1")] == ["READY=1", "STOPPING=1"]
+
+
+def test_sigkill_with_canaries_in_flight_then_restart(mail_stack: MailStack, tmp_path: Path):
+    hold = f'[canary]\nheaders = {{ "{HOLD_HEADER}" = "yes" }}\n'
+    config = _config(mail_stack, tmp_path, "sigkill", "[agent]\ntick_s = 2\n" + hold)
+    proc = _start(config)
+    try:
+        # two ticks of canaries accepted by Postfix and held there: in flight
+        _wait("6 held canaries", lambda: len(mail_stack.held()) >= 6, 30)
+        _wait("their pending points",
+              lambda: sum(o[0] == "pending" for o in _fates(tmp_path).values()) >= 6, 10)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    in_flight = {c for c, outcomes in _fates(tmp_path).items() if outcomes[0] == "pending"}
+    assert len(in_flight) >= 6
+    for queue_id in mail_stack.held():
+        mail_stack.release(queue_id)  # delivered while the agent is down
+    config.write_text(config.read_text().replace(hold, ""))
+    proc = _start(config, "--ticks", "2")
+    assert proc.wait(60) == 0, _log(config)
+    fates = _fates(tmp_path)
+    for canary in in_flight:
+        finals = [o for o in fates[canary] if o != "pending"]
+        assert finals in (["delivered"], ["late"]), (canary, fates[canary], _log(config))
+    assert not any("lost" in outcomes for outcomes in fates.values())
+
+
+def test_held_canary_late_then_lost_then_corrected(mail_stack: MailStack, tmp_path: Path):
+    hold = f'headers = {{ "{HOLD_HEADER}" = "yes" }}\n'
+    routes_toml = ('[agent]\ntick_s = 2\n[canary]\nlate_after_s = 3\nlost_after_s = 6\n')
+    config = _config(mail_stack, tmp_path, "late-lost", routes_toml, routes=[ROUTES[0]])
+    config.write_text(config.read_text().replace('direction = "internal"\n',
+                                                 'direction = "internal"\n' + hold))
+    proc = _start(config)
+    try:
+        def pending() -> list[Point]:
+            return sorted((p for p in _points(tmp_path, "mail_roundtrip")
+                           if p.fields["outcome"] == "pending"), key=lambda p: p.time_ns)
+
+        _wait("two held canaries", lambda: len(pending()) >= 2, 30)
+        first, second = pending()[:2]
+        # the first: released after 4.5 s, past late_after (3 s), before lost_after (6 s)
+        time.sleep(max(0.0, first.time_ns / 1e9 + 4.5 - time.time()))
+        mail_stack.release(str(first.fields["queue_id"]))
+        # the second: declared lost (at a tick after 6 s), then released
+        _wait("the lost verdict", lambda: "lost" in _fates(tmp_path)[
+            str(second.fields["canary"])], 20)
+        mail_stack.release(str(second.fields["queue_id"]))
+        _wait("the correction", lambda: _fates(tmp_path)[str(second.fields["canary"])][-1]
+              == "late", 20)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, _log(config)
+        mail_stack.purge_held()
+    fates = _fates(tmp_path)
+    assert fates[str(first.fields["canary"])] == ["pending", "late"]
+    assert fates[str(second.fields["canary"])] == ["pending", "lost", "late"]
+    by_canary = defaultdict(list)
+    for p in _points(tmp_path, "mail_roundtrip"):
+        by_canary[str(p.fields["canary"])].append(p)
+    # the correction rewrites the same series at the same timestamp
+    lost_point, late_point = by_canary[str(second.fields["canary"])][1:]
+    assert (late_point.tags, late_point.time_ns) == (lost_point.tags, lost_point.time_ns)
+    assert late_point.fields["delivery_s"] > 6
+    assert "arrived after its lost verdict: corrected to late" in _log(config)
+
+
+def test_dovecot_outage_two_ticks(mail_stack: MailStack, tmp_path: Path):
+    config = _config(mail_stack, tmp_path, "outage", "[agent]\ntick_s = 2\n",
+                     routes=[ROUTES[0]])
+    proc = _start(config)
+    try:
+        _wait("a first heartbeat", lambda: bool(_points(tmp_path, "prober_heartbeat")), 15)
+        down_from = time.time_ns()
+        mail_stack.stop_dovecot()
+        time.sleep(4.2)  # two ticks
+        up_from = time.time_ns()
+        mail_stack.start_dovecot()
+        _wait("the watcher back", lambda: any(
+            h.fields["watchers_up"] == 1 and h.time_ns > up_from
+            for h in _points(tmp_path, "prober_heartbeat")), 30)
+        _wait("an IMAP login again", lambda: any(
+            p.tags["protocol"] == "imap" and p.tags["outcome"] == "ok" and p.time_ns > up_from
+            for p in _points(tmp_path, "mail_access")), 30)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(30)
+    assert code == 0, _log(config)
+    imap = [p for p in _points(tmp_path, "mail_access") if p.tags["protocol"] == "imap"]
+    failed = [p for p in imap if p.tags["outcome"] == "fail"]
+    assert len({p.time_ns // 2_000_000_000 for p in failed}) >= 2  # two ticks' worth
+    tick_ns = 2_000_000_000  # a session begun just before the stop, or during the start
+    assert all(down_from - tick_ns <= p.time_ns <= up_from + tick_ns for p in failed), \
+        [(p.time_ns - down_from, up_from - down_from, p.fields["error"]) for p in failed]
+    # sessions cut by the stop say so; those begun after it were refused
+    assert all(str(p.fields["error"]).startswith(("connect: refused", "greeting: closed",
+                                                  "auth: closed", "select: closed"))
+               for p in failed), [p.fields["error"] for p in failed]
+    assert any(str(p.fields["error"]) == "connect: refused: connection refused" for p in failed)
+    assert any(p.tags["outcome"] == "ok" and p.time_ns > up_from for p in imap)
+    log = _log(config)
+    assert "watcher mailbox=bob lost" in log and "connected again" in log
+    assert "Traceback" not in log
+
+
+def test_influxdb_outage_loses_nothing(mail_stack: MailStack, influxdb1: InfluxDB1,
+                                       influx_db: str, tmp_path: Path):
+    extra = (f'[agent]\ntick_s = 2\n[influx]\napi = "v1"\nurl = "{influxdb1.url}"\n'
+             f'database = "{influx_db}"\n')
+    config = _config(mail_stack, tmp_path, "influx-outage", extra, routes=[ROUTES[0]])
+    proc = _start(config, "--ticks", "7")
+    try:
+        _wait("a first heartbeat in InfluxDB", lambda: bool(influxdb1.query(
+            "SELECT count(uptime_s) FROM prober_heartbeat", db=influx_db)
+            .get("results", [{}])[0].get("series")), 20)
+        influxdb1.stop()
+        time.sleep(6.2)  # three ticks
+        influxdb1.start()
+        assert proc.wait(60) == 0, _log(config)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if not influxdb1.running:
+            influxdb1.start()
+
+    def count(q: str) -> int:
+        series = influxdb1.query(q, db=influx_db)["results"][0].get("series") or []
+        return int(series[0]["values"][0][1]) if series else 0
+
+    with Spool(tmp_path / "state" / "prober.db") as spool:
+        assert spool.depth() == 0
+    assert count("SELECT count(uptime_s) FROM prober_heartbeat") == 7
+    assert count("SELECT count(total_s) FROM mail_access") == 7 * 2 * 3
+    assert count("SELECT count(canary) FROM mail_roundtrip") == 7
+    assert count("SELECT count(canary) FROM mail_roundtrip WHERE outcome = 'delivered'") == 7
+    assert "InfluxDB" in _log(config)
