@@ -50,8 +50,11 @@ class CheckResult:
             text = "nothing to check: no mailboxes or routes configured"
         elif not bad:
             canaries = sum(1 for r in self.rows if r.check == "canary")
-            text = (f"{len(self.rows) - canaries} access checks ok, "
-                    f"{canaries} canaries delivered")
+            pages = sum(1 for r in self.rows if r.check == "webmail")
+            text = (f"{_n(len(self.rows) - canaries - pages, 'access check')} ok, "
+                    f"{_n(canaries, 'canary', 'canaries')} delivered")
+            if pages:
+                text += f", {_n(pages, 'webmail load')} within the contract"
         else:
             worst = sorted(bad, key=lambda r: -r.state)
             text = "; ".join(f"{r.check} {r.target}: {r.detail}" for r in worst[:3])
@@ -61,6 +64,10 @@ class CheckResult:
 
     def first_line(self) -> str:
         return self.summary() + (" | " + " ".join(self.perfdata) if self.perfdata else "")
+
+
+def _n(count: int, one: str, many: str | None = None) -> str:
+    return f"{count} {one if count == 1 else (many or one + 's')}"
 
 
 def _perf(label: str, value: float | None, warn: str = "", crit: str = "") -> str:
@@ -85,6 +92,7 @@ async def run_check(config: Config, routes: list[str] | None = None) -> CheckRes
         access = asyncio.gather(*(probe(vantage, mb, timeouts)
                                   for mb in config.mailboxes.values()
                                   for probe in (smtp_access, imap_access)))
+        webmail = asyncio.ensure_future(_webmail_rows(config))
         await asyncio.gather(*(w.wait_ready(timeouts.connect_s + 2 * timeouts.command_s)
                                for w in watchers.values()))
         seq = int(time.time())
@@ -96,6 +104,7 @@ async def run_check(config: Config, routes: list[str] | None = None) -> CheckRes
                         canaries[r.name], timeouts) for r in selected))
         arrivals = await _await_arrivals(sends, watchers, expected, config.check.wait_s)
         access_points = await access
+        webmail_rows = await webmail
     finally:
         stop.set()
         with contextlib.suppress(asyncio.TimeoutError):
@@ -117,7 +126,21 @@ async def run_check(config: Config, routes: list[str] | None = None) -> CheckRes
         rows.append(row)
         perf.append(_perf(f"delivery_{sent.route.name}", row.values.get("delivery_s"),
                           _num(config.check.warning_s), _num(config.check.critical_s)))
+    for wrow in webmail_rows:
+        rows.append(Row(wrow.check, wrow.target, wrow.state,
+                        {"load_s": wrow.values.get("open_s")}, wrow.detail))
+        perf.append(wrow.perfdata())
+        if wrow.measurement is not None:
+            measurements.append(wrow.measurement)
     return CheckResult(rows, measurements, perf)
+
+
+async def _webmail_rows(config: Config) -> list:
+    if not config.webmail:
+        return []
+    from prober.commands.webmail_check import check_webmail  # httpx/h2 only when needed
+
+    return await check_webmail(config.webmail, config.vantage.name)
 
 
 def _num(x: float) -> str:
@@ -180,12 +203,12 @@ def _canary_row(config: Config, sent: Sent, point: Measurement,
     return Row("canary", target, OK, values, detail)
 
 
-COLUMNS = ("connect_s", "tls_s", "auth_s", "data_s", "select_s", "delivery_s")
+COLUMNS = ("connect_s", "tls_s", "auth_s", "data_s", "select_s", "delivery_s", "load_s")
 
 
 def render_table(result: CheckResult) -> str:
     header = ["CHECK", "TARGET", "STATE", "CONNECT", "TLS", "AUTH", "DATA", "SELECT",
-              "DELIVERY", "DETAIL"]
+              "DELIVERY", "LOAD", "DETAIL"]
     lines = [header]
     for r in result.rows:
         cells = [r.check, r.target, STATE_NAMES[r.state]]

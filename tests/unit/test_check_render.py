@@ -136,10 +136,10 @@ def sample() -> CheckResult:
 def test_render_table_columns_and_cells() -> None:
     lines = render_table(sample()).splitlines()
     assert lines[0].split() == ["CHECK", "TARGET", "STATE", "CONNECT", "TLS", "AUTH", "DATA",
-                                "SELECT", "DELIVERY", "DETAIL"]
+                                "SELECT", "DELIVERY", "LOAD", "DETAIL"]
     assert len(lines) == 4
     assert lines[1].split() == ["smtp", "corp", "OK", "0.010", "0.200", "0.300", "-", "-",
-                                "-", "ok"]
+                                "-", "-", "ok"]
     assert lines[2].split()[:9] == ["imap", "corp", "CRITICAL", "-", "-", "-", "-", "-", "-"]
     assert lines[2].endswith("connect: refused: connection refused")
     canary = lines[3]
