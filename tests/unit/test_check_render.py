@@ -86,8 +86,8 @@ def test_state_is_worst_row(states: tuple[int, ...], expected: int) -> None:
 def test_summary_all_ok_counts_access_checks_and_canaries() -> None:
     r = CheckResult([*rows(OK, OK), Row("canary", "r1", OK, {}, "delivered")], [],
                     ["smtp_mb0=0.500s", "delivery_r1=1.200s;60;3600"])
-    assert r.summary() == "PROBER OK - 2 access checks ok, 1 canaries delivered"
-    assert r.first_line() == ("PROBER OK - 2 access checks ok, 1 canaries delivered | "
+    assert r.summary() == "PROBER OK - 2 access checks ok, 1 canary delivered"
+    assert r.first_line() == ("PROBER OK - 2 access checks ok, 1 canary delivered | "
                               "smtp_mb0=0.500s delivery_r1=1.200s;60;3600")
 
 
