@@ -116,6 +116,8 @@ class WebServer:
         self._server: asyncio.AbstractServer | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._lock = threading.Lock()
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._stopping: asyncio.Event | None = None
 
     @property
     def base(self) -> str:
@@ -128,18 +130,26 @@ class WebServer:
         return self
 
     async def _start(self) -> None:
+        self._stopping = asyncio.Event()
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls)
         self.port = self._server.sockets[0].getsockname()[1]
 
     def stop(self) -> None:
         async def close() -> None:
             assert self._server is not None
+            assert self._stopping is not None
+            self._stopping.set()
             self._server.close()
-            # End the connections still being served, so no coroutine outlives the loop.
+            # End the connections still being served, so no coroutine outlives the loop:
+            # closing them lets each handler return (cancelling them makes asyncio's
+            # stream callback log a traceback per connection).
+            for w in list(self._writers):
+                w.close()
             others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in others:
-                task.cancel()
-            await asyncio.gather(*others, return_exceptions=True)
+            if others:
+                _, left = await asyncio.wait(others, timeout=2)
+                for task in left:
+                    task.cancel()
         with contextlib.suppress(Exception):
             asyncio.run_coroutine_threadsafe(close(), self._loop).result(5)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -171,6 +181,7 @@ class WebServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with self._lock:
             self.connections += 1
+        self._writers.add(writer)
         sslobj = writer.get_extra_info("ssl_object")
         try:
             if sslobj is not None and sslobj.selected_alpn_protocol() == "h2":
@@ -180,9 +191,19 @@ class WebServer:
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
             pass
         finally:
+            self._writers.discard(writer)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+    async def _wait_or_stop(self, seconds: float) -> bool:
+        """Sleep, unless the server stops first (then False)."""
+        assert self._stopping is not None
+        try:
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        except TimeoutError:
+            return True
+        return False
 
     async def _serve_h1(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
@@ -203,8 +224,8 @@ class WebServer:
             parts = urlsplit(target)
             req = Request(method, parts.path, parts.query, headers, body)
             reply = await self._reply_for(req)
-            if reply.delay_s:
-                await asyncio.sleep(reply.delay_s)
+            if reply.delay_s and not await self._wait_or_stop(reply.delay_s):
+                return
             hdrs = dict(reply.headers)
             if reply.stream is None:
                 hdrs["Content-Length"] = str(len(reply.body))
@@ -223,6 +244,8 @@ class WebServer:
             else:
                 writer.write(out)
                 async for part in reply.stream():
+                    if self._stopping is not None and self._stopping.is_set():
+                        return
                     chunk = f"{len(part):x}\r\n".encode() + part + b"\r\n"
                     writer.write(chunk)
                     sent += len(chunk)
@@ -248,8 +271,8 @@ class WebServer:
             req = Request(headers.get(":method", "GET"), parts.path, parts.query,
                           {k: v for k, v in headers.items() if not k.startswith(":")}, body)
             reply = await self._reply_for(req)
-            if reply.delay_s:
-                await asyncio.sleep(reply.delay_s)
+            if reply.delay_s and not await self._wait_or_stop(reply.delay_s):
+                return
             data = reply.body
             if reply.stream is not None:
                 data = b"".join([p async for p in reply.stream()])

@@ -299,9 +299,11 @@ class _Loader:
                 self.stage = (f"loading sub-resources ({len(urls)} still pending: "
                               f"{', '.join(urls[:3])}{' ...' if len(urls) > 3 else ''})")
 
-    def cancel_all(self) -> None:
+    async def cancel_all(self) -> None:
         for task in self.tasks:
             task.cancel()
+        if self.tasks:
+            await asyncio.wait(self.tasks, timeout=5)
 
     def pending_stage(self) -> str:
         if self.stage.startswith("loading sub-resources") or not self.pending:
@@ -415,8 +417,11 @@ async def probe_webmail(target: WebmailTarget, profile: Profile, vantage: str,
         if phase == "load":
             status = loader.last_status
         error = f"{type(exc).__name__} while {loader.stage}: {exc}"
+    except Exception as exc:  # a probe reports, it does not crash its driver
+        outcome = "fail"
+        error = f"{type(exc).__name__} while {loader.stage}: {exc}"
     finally:
-        loader.cancel_all()
+        await loader.cancel_all()
         with contextlib.suppress(Exception):
             async with asyncio.timeout(5):
                 await client.aclose()
