@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from prober.commands.webmail_check import CRITICAL, OK, check_webmail
 from prober.config.reader import Section
 from prober.config.webmail import WebmailLimits, WebmailTarget, parse_webmail
 from prober.localstack.ports import free_port
@@ -208,3 +209,16 @@ def test_wrong_password_is_a_failed_login(server: WebServer,
     assert "still asks for a password" in str(m.fields["error"])
     assert m.fields["load_s"] is not None and m.fields["login_s"] is None
     assert "not-it" not in m.to_line()
+
+
+def test_check_rows_per_target_and_profile(server: WebServer) -> None:
+    good = WebmailTarget("good", server.base + "/broken",
+                         profiles=(resolve_profile("fios"), resolve_profile("cable")))
+    down = WebmailTarget("down", server.base + "/error", profiles=(resolve_profile("fios"),))
+    rows = asyncio.run(check_webmail([good, down], "test"))
+    assert [(r.target, r.state) for r in rows] == [
+        ("good/fios", OK), ("good/cable", OK), ("down/fios", CRITICAL)]
+    assert rows[1].values["threshold_s"] == 10.0 and rows[1].values["open_s"] > 0  # type: ignore[operator]
+    assert "1 failed" in rows[0].detail
+    assert rows[2].detail.startswith("http_error: HTTP 503")
+    assert rows[2].measurement is not None and rows[2].measurement.tags["outcome"] == "http_error"
