@@ -355,14 +355,16 @@ class ShapedStream(httpcore.AsyncNetworkStream):
         self._record.alpn = tls.ssl_object.selected_alpn_protocol()
         return tls
 
-    def readable_now(self) -> bool:
-        return bool(self._arrivals) and self._arrivals[0][0] <= self._loop.time()
+    def has_arrivals(self) -> bool:
+        return bool(self._arrivals) or self._in_flight is not None
 
     def get_extra_info(self, info: str) -> typing.Any:
         if info == "is_readable":
             # httpcore asks this of an idle keep-alive connection: readable means the
-            # server closed it (or sent garbage), so it must not be reused.
-            return self.readable_now()
+            # server closed it (or sent garbage), so it must not be reused. Counted from
+            # when the close really happened, not RTT later: a browser that reuses a
+            # connection closing under it retries the request, httpcore would fail it.
+            return self.has_arrivals()
         if info == "server_addr":
             return self._writer.get_extra_info("peername")
         if info == "client_addr":
@@ -435,7 +437,7 @@ class TlsStream(httpcore.AsyncNetworkStream):
         if info == "ssl_object":
             return self.ssl_object
         if info == "is_readable":
-            return self.ssl_object.pending() > 0 or self._raw.readable_now()
+            return self.ssl_object.pending() > 0 or self._raw.has_arrivals()
         return self._raw.get_extra_info(info)
 
 
