@@ -22,18 +22,35 @@ def _value(v: Any) -> str:
     return str(v)
 
 
-def _emit(obj: Any, path: str, out: list[str], array: bool = False) -> None:
-    scalars, tables = [], []
+# The dataclasses' names where they differ from the keys of probes.toml
+_TABLES = {"mailboxes": "mailbox", "routes": "route"}
+_KEYS = {"sender": "from", "recipient": "to"}
+
+
+def _items(obj: Any) -> list[tuple[str, Any]]:
+    items = []
     for f in dataclasses.fields(obj):
         v = getattr(obj, f.name)
+        if f.name == "endpoint" and dataclasses.is_dataclass(v):
+            items.extend(_items(v))  # [mailbox.imap] holds its endpoint's keys directly
+        elif f.name != "file":
+            items.append((_KEYS.get(f.name, f.name), v))
+    return items
+
+
+def _emit(obj: Any, path: str, out: list[str], array: bool = False) -> None:
+    scalars, tables = [], []
+    for name, v in _items(obj):
+        if not path:
+            name = _TABLES.get(name, name)
         if dataclasses.is_dataclass(v):
-            tables.append((f.name, v, False))
+            tables.append((name, v, False))
         elif isinstance(v, (list, tuple)) and v and dataclasses.is_dataclass(v[0]):
-            tables.extend((f.name, item, True) for item in v)
+            tables.extend((name, item, True) for item in v)
         elif isinstance(v, dict) and v and all(dataclasses.is_dataclass(x) for x in v.values()):
-            tables.extend((f.name, item, True) for item in v.values())
+            tables.extend((name, item, True) for item in v.values())
         else:
-            scalars.append((f.name, v))
+            scalars.append((name, v))
     if path:
         out.append(f"\n[[{path}]]" if array else f"\n[{path}]")
     for name, v in scalars:

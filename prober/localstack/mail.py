@@ -8,9 +8,11 @@ or touched. Facts behind the choices are in FIELD-NOTES ("A real mail stack on l
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -125,12 +127,20 @@ class MailStack:
     def stop_dovecot(self) -> None:
         """Stop Dovecot at once: kick the clients first, or it waits 10 s on IDLE clients."""
         conf = str(self.dovecot_conf)
+        pid_file = self.dir / "dovecot" / "run" / "master.pid"
+        children: list[int] = []
+        if pid_file.exists():
+            children = _children(int(pid_file.read_text().split()[0]))
         subprocess.run(["doveadm", "-c", conf, "kick", "*"], capture_output=True)
         subprocess.run(["dovecot", "-c", conf, "stop"], capture_output=True)
-        pid_file = self.dir / "dovecot" / "run" / "master.pid"
         deadline = time.monotonic() + 10
         while pid_file.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
+        # auth, anvil, log and stats outlive the master while Postfix's smtpd processes
+        # hold the auth socket; SMTP AUTH would go on working through the "outage".
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     # -- delay and fault injection ---------------------------------------------------------
     def queue(self) -> list[dict]:
@@ -417,3 +427,16 @@ postlog   unix-dgram n  -       n       -       1       postlogd
             proc, detail = done, (done.stderr or done.stdout)[-500:]
         if proc.returncode != 0:
             raise StackError(f"{what} failed (exit {proc.returncode}): {detail.strip()}")
+
+
+def _children(parent: int) -> list[int]:
+    """Process ids whose parent is `parent` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent:
+            found.append(int(stat.parent.name))
+    return found

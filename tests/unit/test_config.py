@@ -367,8 +367,8 @@ def test_render_masks_secrets_and_shows_sources(tmp_path: Path) -> None:
     assert 'password = "****" # from env:PROBER_TEST_PW2\n' in text
     assert text.startswith(f"# resolved from {path}; secrets are masked\n")
     assert "\n[vantage]\n" in text and 'name = "probe-1"' in text
-    assert text.count("\n[[mailboxes]]\n") == 2
-    assert "\n[[routes]]\n" in text and 'provider_domains = ["corp.example"]' in text
+    assert text.count("\n[[mailbox]]\n") == 2
+    assert "\n[[route]]\n" in text and 'provider_domains = ["corp.example"]' in text
     assert "port = 587" in text
 
 
