@@ -147,7 +147,8 @@ def parse_mailbox(s: Section) -> Mailbox:
     if "@" not in address:
         raise s.error("address", f"{address!r} is not an email address")
     allow_plaintext = s.bool("allow_plaintext", False)
-    password = s.secret("password")  # first: an inline password is the error to report
+    if s.has("password"):
+        s.secret("password")  # refuses it: an inline password is the first thing to say
     smtp_s = s.table("smtp", required=True)
     imap_s = s.table("imap", required=True)
     assert smtp_s is not None and imap_s is not None
@@ -168,7 +169,7 @@ def parse_mailbox(s: Section) -> Mailbox:
         name=name,
         address=address,
         user=s.str("user", address),
-        password=password,  # type: ignore[arg-type]
+        password=s.secret("password"),  # type: ignore[arg-type]
         smtp=smtp,
         imap=imap,
     )
