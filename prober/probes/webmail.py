@@ -87,14 +87,15 @@ class PageResult:
 
 
 def ssl_context_for(target: WebmailTarget) -> ssl.SSLContext:
-    return _ssl_context(target.tls_verify, target.ca_file)
+    return _ssl_context(target.tls_verify, target.ca_file, target.http2)
 
 
 @functools.lru_cache(maxsize=32)
-def _ssl_context(tls_verify: bool, ca_file: str | None) -> ssl.SSLContext:
+def _ssl_context(tls_verify: bool, ca_file: str | None, http2: bool) -> ssl.SSLContext:
     # Built once: loading a CA bundle takes tens of ms of CPU, which would stall the timers
     # of loads already running in the loop. Sharing it resumes no session (cold loads stay
-    # cold): Python resumes TLS sessions only when asked to.
+    # cold): Python resumes TLS sessions only when asked to. Keyed by http2 too, as
+    # httpcore sets the ALPN list on the context it is given.
     if not tls_verify:
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
