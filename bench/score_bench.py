@@ -52,8 +52,10 @@ def lines_for_minute(m: int, rnd: random.Random) -> list[str]:
                        f"{ns + 2000}")
         if m % 5 == 0:
             for profile, base in (("narrowband", 20.0), ("broadband", 5.0)):
+                r = rnd.random()
                 out.append(f"webmail_load,outcome=ok,profile={profile},target=wm,vantage={v} "
-                           f'load_s={base + rnd.random()},contract_class="{profile}" {ns + 3000}')
+                           f'load_s={base + r},open_s={base + r},contract_class="{profile}" '
+                           f"{ns + 3000}")
     return out
 
 

@@ -268,6 +268,8 @@ def _webmail(start: int, end: int, nb_mean: float, bb_mean: float) -> list[Measu
             fields = dict(f)
             if fields.get("load_s") == "X":
                 fields["load_s"] = fill
+            if outcome == "ok":
+                fields["open_s"] = fields["load_s"]  # no login: the page is what opens
             fields["contract_class"] = profile
             fields["threshold_s"] = limit
             out.append(Measurement("webmail_load", {"vantage": v, "target": "webmail",

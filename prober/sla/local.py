@@ -144,7 +144,7 @@ class PointsEvidence:
     def webmail_buckets(self, start_ns: int, end_ns: int) -> list[WebmailBucket]:
         acc: dict[tuple[int, str, str, str], list[float]] = {}
         for p in self._points("webmail_load", start_ns, end_ns):
-            value = _num(p.fields.get("load_s"))
+            value = _num(p.fields.get("open_s"))
             if p.tags.get("outcome") != "ok" or value is None:
                 continue
             t = p.tags

@@ -139,7 +139,7 @@ class Evidence(Protocol):
         ...
 
     def webmail_buckets(self, start_ns: int, end_ns: int) -> list[WebmailBucket]:
-        """Successful loads: count and sum of load_s per 15 minutes, profile, target, vantage."""
+        """Successful loads: count and sum of open_s per 15 minutes, profile, target, vantage."""
         ...
 
     def webmail_failures(self, start_ns: int, end_ns: int) -> list[WebmailFailure]:
@@ -206,7 +206,7 @@ def q_delay_over(field_name: str, edge: float, start_ns: int, end_ns: int) -> st
 
 
 def q_webmail_buckets(start_ns: int, end_ns: int) -> str:
-    return (f"SELECT count(load_s), sum(load_s) FROM webmail_load WHERE outcome = 'ok' AND "
+    return (f"SELECT count(open_s), sum(open_s) FROM webmail_load WHERE outcome = 'ok' AND "
             f"{_range(start_ns, end_ns)} GROUP BY time(15m), profile, target, vantage "
             f"fill(none)")
 

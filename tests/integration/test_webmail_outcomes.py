@@ -197,6 +197,8 @@ def test_login_reaches_the_inbox_and_times_it(server: WebServer,
     assert 3 * rtt <= f["login_s"] < 1.0  # type: ignore[operator]
     assert f["load_s"] is not None and f["load_s"] >= 2 * rtt  # type: ignore[operator]
     assert judged_seconds(m) == max(f["load_s"], f["login_s"])  # type: ignore[type-var]
+    # the score reads open_s: the same figure `prober check` judges
+    assert f["open_s"] == judged_seconds(m)
     assert PASSWORD not in m.to_line()
 
 
@@ -208,6 +210,7 @@ def test_wrong_password_is_a_failed_login(server: WebServer,
     assert m.tags["outcome"] == "fail"
     assert "still asks for a password" in str(m.fields["error"])
     assert m.fields["load_s"] is not None and m.fields["login_s"] is None
+    assert m.fields.get("open_s") is None  # a failed load counts at its timeout, not here
     assert "not-it" not in m.to_line()
 
 
