@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from prober.config.hosts import is_loopback
 from prober.config.reader import Secret, Section
 
 MiB = 1024 * 1024
@@ -79,15 +79,6 @@ def parse_spool(root: Section, state_dir: str) -> SpoolSettings:
     return spool
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def parse_influx(root: Section) -> InfluxSettings | None:
     s = root.table("influx")
     if s is None:
@@ -98,7 +89,7 @@ def parse_influx(root: Section) -> InfluxSettings | None:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise s.error("url", f"{url!r} must be an http:// or https:// URL with a host")
     allow_plaintext = s.bool("allow_plaintext", False)
-    if parts.scheme == "http" and not _is_loopback(parts.hostname) and not allow_plaintext:
+    if parts.scheme == "http" and not is_loopback(parts.hostname) and not allow_plaintext:
         raise s.error("url", "http:// sends the token or password in clear text over the "
                       "network; use https://, or set allow_plaintext = true to accept that")
     ca_file = s.str("ca_file", None)

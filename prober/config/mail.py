@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from prober.config.hosts import is_ip
 from prober.config.reader import Secret, Section
 
 TLS_MODES = ("starttls", "tls", "none")
@@ -94,14 +94,6 @@ def default_state_dir() -> str:
     if os.geteuid() == 0:
         return "/var/lib/prober"
     return str(Path.home() / ".local" / "state" / "prober")
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
 
 
 def _name(section: Section, key: str) -> str:
@@ -194,7 +186,7 @@ def parse_route(s: Section, mailboxes: dict[str, Mailbox]) -> Route:
         mb = mailboxes[route.sender if route.direction == "outbound" else route.recipient]
         domains = [mb.address.rsplit("@", 1)[1].lower()]
         host = mb.smtp.host.lower()
-        if not _is_ip(host):
+        if not is_ip(host):
             # smtp.provider.example -> provider.example: its MTAs share the parent domain
             domains.append(host.split(".", 1)[1] if host.count(".") >= 2 else host)
         domains = sorted(set(domains))

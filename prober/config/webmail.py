@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from prober.config.hosts import is_loopback
 from prober.config.reader import Secret, Section
 from prober.probes.throttle import (
     ALIASES,
@@ -145,6 +146,13 @@ def parse_target(s: Section, custom: dict[str, Profile]) -> WebmailTarget:
             raise s.error("ca_file", f"no such file: {path}")
         ca_file = str(path)
     login_s = s.table("login")
+    # A login over http:// hands the password to every hop on the way: an explicit opt-in,
+    # as for the mail endpoints and InfluxDB (loopback excepted: nothing leaves the host).
+    allow_plaintext = s.bool("allow_plaintext", False)
+    if (login_s is not None and parts.scheme == "http" and not allow_plaintext
+            and not is_loopback(parts.hostname or "")):
+        raise s.error("url", "the login would send the password unencrypted over http://; "
+                      "use https://, or set allow_plaintext = true to accept that")
     target = WebmailTarget(
         name=name,
         url=url,

@@ -88,3 +88,20 @@ def test_bad_profiles_name_file_and_key() -> None:
     with pytest.raises(ConfigError, match=r"webmail\[1\].name: webmail target 'm' is defined"):
         parse({"webmail": [{"name": "m", "url": "https://x/"},
                            {"name": "m", "url": "https://y/"}]})
+
+
+def test_login_over_plain_http_needs_an_explicit_opt_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WM_PW", "secret")
+    login = {"user": "u", "password_env": "WM_PW"}
+    with pytest.raises(ConfigError, match=r"webmail\[0\]\.url: the login would send the "
+                                          r"password unencrypted"):
+        parse({"webmail": [{"name": "w", "url": "http://mail.example/", "login": login}]})
+    (ok,) = parse({"webmail": [{"name": "w", "url": "http://mail.example/", "login": login,
+                                "allow_plaintext": True}]})
+    assert ok.login is not None
+    (local,) = parse({"webmail": [{"name": "w", "url": "http://127.0.0.1:8080/",
+                                   "login": login}]})
+    assert local.login is not None
+    # without a login there is no secret to protect: a plain page load needs no opt-in
+    (page,) = parse({"webmail": [{"name": "w", "url": "http://mail.example/"}]})
+    assert page.login is None
