@@ -147,7 +147,8 @@ class Agent:
             new = load(self.config_path)
         except ConfigError as exc:
             log.error("reload refused, keeping the running config: %s", exc)
-            self.notifier.status(f"reload refused: {exc}")
+            # RELOADING=1 was sent: systemd waits for READY=1 to end the reload
+            self.notifier.ready(f"reload refused: {exc}")
             return
         if new.spool.path != self.config.spool.path:
             log.warning("reload: spool.path changed; takes effect at the next start")
@@ -304,6 +305,12 @@ class Agent:
                 continue
             route = next((r for r in self.config.routes if r.name == entry.route), None)
             if route is None:
+                # its route is gone from the config: no tags to write a point with, and no
+                # point was ever written; close the entry so it is not in flight forever
+                self.ledger.abandon(entry.id)
+                log.warning("canary route=%s id=%s: agent stopped during its SMTP session "
+                            "and the route is no longer configured; forgotten", entry.route,
+                            entry.id)
                 continue
             cfg = self.config
             entry = Entry(entry.id, entry.route, entry.recipient, entry.created_ns,

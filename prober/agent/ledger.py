@@ -25,7 +25,7 @@ CREATE TABLE IF NOT EXISTS ledger_canaries (
     recipient TEXT NOT NULL,        -- mailbox name in the config
     created_ns INTEGER NOT NULL,    -- entered (before the send)
     time_ns INTEGER,                -- the point's timestamp (accepted, or the attempt)
-    outcome TEXT NOT NULL,          -- pending, delivered, late, lost, send_failed, send_uncertain
+    outcome TEXT NOT NULL,          -- an OUTCOMES value, or 'abandoned' (never had a point)
     tags TEXT,                      -- JSON of the point's tags
     fields TEXT,                    -- JSON of the point's fields
     resolved_ns INTEGER
@@ -113,6 +113,11 @@ class Ledger:
                     "resolved_ns=? WHERE id=?",
                     (point.time_ns, outcome, json.dumps(dict(point.tags)),
                      json.dumps(dict(point.fields)), resolved, str(point.fields["canary"])))
+
+    def abandon(self, canary_id: str) -> None:
+        """Close an entry that never got a point (see Agent._recover_unsent)."""
+        self._write("UPDATE ledger_canaries SET outcome='abandoned', resolved_ns=? WHERE id=?",
+                    (time.time_ns(), canary_id))
 
     def get(self, canary_id: str) -> Entry | None:
         with self._lock:

@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from prober.config.mail import CanarySettings, Mailbox, Timeouts
@@ -22,6 +23,8 @@ from prober.probes.errors import ProbeError, classify
 from prober.probes.imap_session import ImapSession
 
 log = logging.getLogger("prober.watcher")
+SWEEP_EVERY_S = 3600.0
+SWEEP_BATCH = 500  # at most this many leftovers per sweep: a bounded FETCH
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,8 @@ class MailboxWatcher:
         self._wake = asyncio.Event()
         self._ready = asyncio.Event()
         self._junk_ok = mailbox.imap.junk_folder is not None
+        self._next_sweep = 0.0  # monotonic; the first session sweeps at once
+        self.swept = 0
 
     # -- what callers use -------------------------------------------------------------------
     def expect(self, canary_id: str) -> asyncio.Future[Arrival]:
@@ -142,6 +147,9 @@ class MailboxWatcher:
             use_idle = imap.idle and "IDLE" in sess.capabilities
             next_junk = time.monotonic()
             while not stop.is_set():
+                if time.monotonic() >= self._next_sweep:
+                    await self._sweep_all(sess)
+                    self._next_sweep = time.monotonic() + SWEEP_EVERY_S
                 if self._junk_ok and time.monotonic() >= next_junk:
                     await self._check_junk(sess)
                     next_junk = time.monotonic() + self.settings.junk_poll_s
@@ -221,6 +229,47 @@ class MailboxWatcher:
                             "canaries are left in place (never a plain EXPUNGE)",
                             self.mailbox.name)
         self.cursors.set_cursor(self.mailbox.name, folder, sess.selected.uidvalidity, last)
+
+    async def _sweep_all(self, sess: ImapSession) -> None:
+        """Leftover canaries of this vantage older than sweep_after_s, in every folder we
+        watch: the new-UID scan passes by a canary that arrived fresh and was never claimed
+        (a `prober check` that stopped waiting, a canary from before a lost ledger)."""
+        imap = self.mailbox.imap
+        folders = [imap.folder] + ([imap.junk_folder] if self._junk_ok and imap.junk_folder
+                                   else [])
+        for folder in folders:
+            if folder != imap.folder:
+                try:
+                    await sess.select(folder)
+                except ProbeError as exc:
+                    if exc.kind != "protocol":
+                        raise
+                    continue
+            await self._sweep(sess)
+        if sess.selected is not None and sess.selected.name != imap.folder:
+            await self._select(sess, imap.folder)
+
+    async def _sweep(self, sess: ImapSession) -> None:
+        now = time.time_ns()
+        cutoff_ns = now - int(self.settings.sweep_after_s * 1e9)
+        before = datetime.fromtimestamp(cutoff_ns / 1e9, UTC) + timedelta(days=1)
+        try:
+            candidates = await sess.search_old_canaries(before)
+        except ProbeError as exc:
+            if exc.kind != "protocol":
+                raise
+            log.info("watcher mailbox=%s: sweep search refused (%s)", self.mailbox.name,
+                     exc.detail)
+            return
+        stale = [m.uid for m in await sess.fetch_uids(candidates[:SWEEP_BATCH])
+                 if m.internaldate_ns is not None and m.internaldate_ns < cutoff_ns
+                 and (cid := recognise(m.headers)) is not None and cid.vantage == self.vantage]
+        if stale:
+            how = await sess.remove(stale, self.settings.cleanup, self.mailbox.imap.trash_folder)
+            if how != "kept":
+                self.swept += len(stale)
+                log.info("watcher mailbox=%s: swept %d leftover canaries older than %.0f s "
+                         "(%s)", self.mailbox.name, len(stale), self.settings.sweep_after_s, how)
 
     def _dispatch(self, arrival: Arrival) -> bool:
         known = False

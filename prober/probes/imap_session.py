@@ -181,6 +181,38 @@ class ImapSession:
         # "n:*" also returns the highest message when no UID is above n: filter.
         return [m for m in parse_fetch(response.lines) if m.uid > last_uid]
 
+    async def search_old_canaries(self, before: datetime) -> list[int]:
+        """UIDs whose Subject has our canary marker and INTERNALDATE is before `before`'s day.
+
+        Only a coarse pre-filter (SEARCH is unreliable on some servers, and whole days
+        only): the caller verifies every hit locally before touching it. No CHARSET: some
+        servers refuse CHARSET UTF-8 (FIELD-NOTES).
+        """
+        assert self.proto is not None
+        response = await self._bounded(self.proto.search(
+            "BEFORE", before.strftime("%d-%b-%Y"), "SUBJECT", '"[prober] canary"',
+            charset=None, by_uid=True), "sweep")
+        if response.result != "OK":
+            raise ProbeError("protocol", "sweep", f"UID SEARCH: {_text(response.lines)}")
+        uids: list[int] = []
+        for line in response.lines[:-1]:  # the last line is the tagged status text
+            if isinstance(line, bytes):
+                # aioimaplib strips "* SEARCH" from the untagged line; tolerate it either way
+                uids.extend(int(x) for x in line.split() if x.isdigit())
+        return uids
+
+    async def fetch_uids(self, uids: list[int]) -> list[Fetched]:
+        assert self.proto is not None
+        if not uids:
+            return []
+        parts = f"(UID INTERNALDATE FLAGS BODY.PEEK[HEADER.FIELDS ({FETCH_FIELDS})])"
+        response = await self._bounded(self.proto.fetch(
+            ",".join(str(u) for u in sorted(uids)), parts, by_uid=True), "fetch")
+        if response.result != "OK":
+            raise ProbeError("protocol", "fetch", f"{response.result} {_text(response.lines)}")
+        wanted = set(uids)
+        return [m for m in parse_fetch(response.lines) if m.uid in wanted]
+
     async def noop(self) -> None:
         assert self.proto is not None
         await self._bounded(self.proto.simple_command("NOOP"), "noop")

@@ -256,3 +256,34 @@ def test_influxdb_outage_loses_nothing(mail_stack: MailStack, influxdb1: InfluxD
     assert count("SELECT count(canary) FROM mail_roundtrip") == 7
     assert count("SELECT count(canary) FROM mail_roundtrip WHERE outcome = 'delivered'") == 7
     assert "InfluxDB" in _log(config)
+
+
+def test_sighup_reloads_and_a_bad_config_is_refused(mail_stack: MailStack, tmp_path: Path):
+    config = _config(mail_stack, tmp_path, "reload", "[agent]\ntick_s = 2\n", routes=[ROUTES[0]])
+    good = config.read_text()
+    notify = NotifySocket(tmp_path / "notify.sock")
+    proc = _start(config, env={"NOTIFY_SOCKET": str(notify.path)})
+    try:
+        _wait("READY", lambda: any(m.startswith("READY=1") for m in notify.messages), 15)
+        config.write_text(good + "\n[[route]]\nname = broken\n")  # a TOML syntax error
+        proc.send_signal(signal.SIGHUP)
+        _wait("the refusal", lambda: any("reload refused" in m for m in notify.messages), 10)
+        refused = next(m for m in notify.messages if "reload refused" in m)
+        assert refused.startswith("READY=1")  # ends the reload systemd is waiting on
+        assert "probes.toml:" in refused and "TOML syntax error" in refused
+        config.write_text(good.replace('name = "a-to-b"', 'name = "renamed"'))
+        proc.send_signal(signal.SIGHUP)
+        _wait("a canary on the new route", lambda: any(
+            p.tags["route"] == "renamed" for p in _points(tmp_path, "mail_roundtrip")), 15)
+        assert proc.poll() is None, "the daemon died on a reload"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(30)
+        notify.close()
+    assert code == 0, _log(config)
+    kinds = [m.split("\n")[0] for m in notify.messages]
+    assert kinds.count("RELOADING=1") == 2
+    log = _log(config)
+    assert "reload refused, keeping the running config" in log and "reloaded" in log
+    fates = _fates(tmp_path)
+    assert not any("lost" in o for o in fates.values())

@@ -388,3 +388,15 @@ def test_ledger_and_spool_write_concurrently_without_losing_anything(db: Path) -
     assert spool.depth() == 100
     spool.close()
     led.close()
+
+
+def test_abandoned_entry_is_no_longer_in_flight(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "prober.db")
+    ledger.enter("c0ffee0000000001", "gone-route", "bob")
+    assert ledger.pending_count() == 1
+    ledger.abandon("c0ffee0000000001")
+    assert ledger.pending_count() == 0
+    assert ledger.open_older_than(time.time_ns() + 10**9) == []
+    entry = ledger.get("c0ffee0000000001")
+    assert entry is not None and entry.outcome == "abandoned"
+    ledger.close()
