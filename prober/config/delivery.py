@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from prober.config.hosts import is_loopback
@@ -92,14 +91,7 @@ def parse_influx(root: Section) -> InfluxSettings | None:
     if parts.scheme == "http" and not is_loopback(parts.hostname) and not allow_plaintext:
         raise s.error("url", "http:// sends the token or password in clear text over the "
                       "network; use https://, or set allow_plaintext = true to accept that")
-    ca_file = s.str("ca_file", None)
-    if ca_file is not None:
-        path = Path(ca_file)
-        if not path.is_absolute():
-            path = Path(s.file).resolve().parent / path
-        if not path.is_file():
-            raise s.error("ca_file", f"no such file: {path}")
-        ca_file = str(path)
+    ca_file = s.existing_file("ca_file")
     common = dict(
         ca_file=ca_file,
         tls_verify=s.bool("tls_verify", True),

@@ -116,12 +116,7 @@ def _endpoint(s: Section, default_port: dict[str, int], allow_plaintext: bool) -
     if tls == "none" and not allow_plaintext:
         raise s.error("tls", '"none" sends the password in clear text; set '
                       "allow_plaintext = true on the mailbox to accept that")
-    ca_file = s.str("ca_file", None)
-    if ca_file is not None:
-        # relative to the config file, as password_file is
-        ca_file = str(Path(s.file).resolve().parent / ca_file)
-        if not Path(ca_file).is_file():
-            raise s.error("ca_file", f"no such file: {ca_file}")
+    ca_file = s.existing_file("ca_file")
     ep = Endpoint(
         host=s.str("host"),
         port=s.int("port", default_port[tls], minimum=1, maximum=65535),

@@ -129,6 +129,19 @@ class Section:
                 raise self.error(f"{name}[{i}]", f"must be a non-empty string, got {item!r}")
         return list(value)
 
+    def existing_file(self, name: str) -> str | None:
+        """A path to a file that must exist; relative paths are from the config file's
+        folder, so a config and its CA file or secrets can move together."""
+        value = self.str(name, None)
+        if value is None:
+            return None
+        path = Path(value)
+        if not path.is_absolute():
+            path = Path(self.file).resolve().parent / path
+        if not path.is_file():
+            raise self.error(name, f"no such file: {path}")
+        return str(path)
+
     def str_map(self, name: str) -> dict[str, str]:
         """A table of string values, e.g. extra headers; {} when absent."""
         self._used.add(name)

@@ -7,7 +7,6 @@ it is measured under (named as the config names them), so the probe needs nothin
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from prober.config.hosts import is_loopback
@@ -137,14 +136,7 @@ def parse_target(s: Section, custom: dict[str, Profile]) -> WebmailTarget:
             raise s.error(f"profiles[{i}]", str(exc.args[0])) from None
     if len(set(names)) != len(names):
         raise s.error("profiles", "lists a profile twice")
-    ca_file = s.str("ca_file", None)
-    if ca_file:
-        path = Path(ca_file)
-        if not path.is_absolute():
-            path = Path(s.file).resolve().parent / path
-        if not path.is_file():
-            raise s.error("ca_file", f"no such file: {path}")
-        ca_file = str(path)
+    ca_file = s.existing_file("ca_file")
     login_s = s.table("login")
     # A login over http:// hands the password to every hop on the way: an explicit opt-in,
     # as for the mail endpoints and InfluxDB (loopback excepted: nothing leaves the host).
