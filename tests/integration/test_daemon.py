@@ -10,7 +10,6 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,8 @@ import pytest
 from prober.agent.spool import Spool
 from prober.localstack.influx import InfluxDB1
 from prober.localstack.mail import HOLD_HEADER, MailStack
-from prober.sla.lineproto import Point, parse_line
+from prober.sla.lineproto import Point
+from tests.agent_helpers import own_state_dir, spool_points, wait_for
 
 pytestmark = pytest.mark.integration
 ROUTES = [("a-to-b", "alice", "bob"), ("b-to-c", "bob", "carol"), ("c-to-a", "carol", "alice")]
@@ -27,7 +27,7 @@ ROUTES = [("a-to-b", "alice", "bob"), ("b-to-c", "bob", "carol"), ("c-to-a", "ca
 def _config(stack: MailStack, tmp: Path, vantage: str, extra: str = "",
             routes: list[tuple[str, str, str]] | None = None) -> Path:
     text = stack.probes_toml(vantage=vantage, routes=routes or ROUTES, extra=extra)
-    text = text.replace(f'state_dir = "{stack.dir / "state"}"', f'state_dir = "{tmp / "state"}"')
+    text = own_state_dir(text, stack, tmp)
     path = tmp / "probes.toml"
     path.write_text(text)
     return path
@@ -43,26 +43,12 @@ def _log(config: Path) -> str:
     return (config.parent / "daemon.log").read_text(errors="replace")
 
 
-def _points(tmp: Path, measurement: str) -> list[Point]:
-    with Spool(tmp / "state" / "prober.db") as spool:
-        return [parse_line(line) for line in spool.read_lines(measurement=measurement)]
-
-
 def _fates(tmp: Path) -> dict[str, list[str]]:
     """Every outcome each canary's point was written with, in order."""
     fates: dict[str, list[str]] = defaultdict(list)
-    for p in _points(tmp, "mail_roundtrip"):
+    for p in spool_points(tmp, "mail_roundtrip"):
         fates[str(p.fields["canary"])].append(str(p.fields["outcome"]))
     return dict(fates)
-
-
-def _wait(what: str, check: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class NotifySocket:
@@ -102,13 +88,13 @@ def test_five_ticks_three_routes_and_systemd_notify(mail_stack: MailStack, tmp_p
     fates = _fates(tmp_path)
     assert len(fates) == 15
     assert all(outcomes == ["pending", "delivered"] for outcomes in fates.values()), fates
-    roundtrips = _points(tmp_path, "mail_roundtrip")
+    roundtrips = spool_points(tmp_path, "mail_roundtrip")
     assert {p.tags["route"] for p in roundtrips} == {r[0] for r in ROUTES}
-    heartbeats = _points(tmp_path, "prober_heartbeat")
+    heartbeats = spool_points(tmp_path, "prober_heartbeat")
     assert len(heartbeats) == 5
     assert all(h.fields["watchers"] == 3 and h.fields["missed_ticks"] == 0 for h in heartbeats)
     assert heartbeats[-1].fields["watchers_up"] == 3
-    access = _points(tmp_path, "mail_access")
+    access = spool_points(tmp_path, "mail_access")
     per = defaultdict(int)
     for p in access:
         assert p.tags["outcome"] == "ok", p
@@ -127,8 +113,8 @@ def test_sigkill_with_canaries_in_flight_then_restart(mail_stack: MailStack, tmp
     proc = _start(config)
     try:
         # two ticks of canaries accepted by Postfix and held there: in flight
-        _wait("6 held canaries", lambda: len(mail_stack.held()) >= 6, 30)
-        _wait("their pending points",
+        wait_for("6 held canaries", lambda: len(mail_stack.held()) >= 6, 30)
+        wait_for("their pending points",
               lambda: sum(o[0] == "pending" for o in _fates(tmp_path).values()) >= 6, 10)
     finally:
         proc.send_signal(signal.SIGKILL)
@@ -156,19 +142,19 @@ def test_held_canary_late_then_lost_then_corrected(mail_stack: MailStack, tmp_pa
     proc = _start(config)
     try:
         def pending() -> list[Point]:
-            return sorted((p for p in _points(tmp_path, "mail_roundtrip")
+            return sorted((p for p in spool_points(tmp_path, "mail_roundtrip")
                            if p.fields["outcome"] == "pending"), key=lambda p: p.time_ns)
 
-        _wait("two held canaries", lambda: len(pending()) >= 2, 30)
+        wait_for("two held canaries", lambda: len(pending()) >= 2, 30)
         first, second = pending()[:2]
         # the first: released after 4.5 s, past late_after (3 s), before lost_after (6 s)
         time.sleep(max(0.0, first.time_ns / 1e9 + 4.5 - time.time()))
         mail_stack.release(str(first.fields["queue_id"]))
         # the second: declared lost (at a tick after 6 s), then released
-        _wait("the lost verdict", lambda: "lost" in _fates(tmp_path)[
+        wait_for("the lost verdict", lambda: "lost" in _fates(tmp_path)[
             str(second.fields["canary"])], 20)
         mail_stack.release(str(second.fields["queue_id"]))
-        _wait("the correction", lambda: _fates(tmp_path)[str(second.fields["canary"])][-1]
+        wait_for("the correction", lambda: _fates(tmp_path)[str(second.fields["canary"])][-1]
               == "late", 20)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -178,7 +164,7 @@ def test_held_canary_late_then_lost_then_corrected(mail_stack: MailStack, tmp_pa
     assert fates[str(first.fields["canary"])] == ["pending", "late"]
     assert fates[str(second.fields["canary"])] == ["pending", "lost", "late"]
     by_canary = defaultdict(list)
-    for p in _points(tmp_path, "mail_roundtrip"):
+    for p in spool_points(tmp_path, "mail_roundtrip"):
         by_canary[str(p.fields["canary"])].append(p)
     # the correction rewrites the same series at the same timestamp
     lost_point, late_point = by_canary[str(second.fields["canary"])][1:]
@@ -192,23 +178,23 @@ def test_dovecot_outage_two_ticks(mail_stack: MailStack, tmp_path: Path):
                      routes=[ROUTES[0]])
     proc = _start(config)
     try:
-        _wait("a first heartbeat", lambda: bool(_points(tmp_path, "prober_heartbeat")), 15)
+        wait_for("a first heartbeat", lambda: bool(spool_points(tmp_path, "prober_heartbeat")), 15)
         down_from = time.time_ns()
         mail_stack.stop_dovecot()
         time.sleep(4.2)  # two ticks
         up_from = time.time_ns()
         mail_stack.start_dovecot()
-        _wait("the watcher back", lambda: any(
+        wait_for("the watcher back", lambda: any(
             h.fields["watchers_up"] == 1 and h.time_ns > up_from
-            for h in _points(tmp_path, "prober_heartbeat")), 30)
-        _wait("an IMAP login again", lambda: any(
+            for h in spool_points(tmp_path, "prober_heartbeat")), 30)
+        wait_for("an IMAP login again", lambda: any(
             p.tags["protocol"] == "imap" and p.tags["outcome"] == "ok" and p.time_ns > up_from
-            for p in _points(tmp_path, "mail_access")), 30)
+            for p in spool_points(tmp_path, "mail_access")), 30)
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(30)
     assert code == 0, _log(config)
-    imap = [p for p in _points(tmp_path, "mail_access") if p.tags["protocol"] == "imap"]
+    imap = [p for p in spool_points(tmp_path, "mail_access") if p.tags["protocol"] == "imap"]
     failed = [p for p in imap if p.tags["outcome"] == "fail"]
     assert len({p.time_ns // 2_000_000_000 for p in failed}) >= 2  # two ticks' worth
     tick_ns = 2_000_000_000  # a session begun just before the stop, or during the start
@@ -232,7 +218,7 @@ def test_influxdb_outage_loses_nothing(mail_stack: MailStack, influxdb1: InfluxD
     config = _config(mail_stack, tmp_path, "influx-outage", extra, routes=[ROUTES[0]])
     proc = _start(config, "--ticks", "7")
     try:
-        _wait("a first heartbeat in InfluxDB", lambda: bool(influxdb1.query(
+        wait_for("a first heartbeat in InfluxDB", lambda: bool(influxdb1.query(
             "SELECT count(uptime_s) FROM prober_heartbeat", db=influx_db)
             .get("results", [{}])[0].get("series")), 20)
         influxdb1.stop()
@@ -264,17 +250,17 @@ def test_sighup_reloads_and_a_bad_config_is_refused(mail_stack: MailStack, tmp_p
     notify = NotifySocket(tmp_path / "notify.sock")
     proc = _start(config, env={"NOTIFY_SOCKET": str(notify.path)})
     try:
-        _wait("READY", lambda: any(m.startswith("READY=1") for m in notify.messages), 15)
+        wait_for("READY", lambda: any(m.startswith("READY=1") for m in notify.messages), 15)
         config.write_text(good + "\n[[route]]\nname = broken\n")  # a TOML syntax error
         proc.send_signal(signal.SIGHUP)
-        _wait("the refusal", lambda: any("reload refused" in m for m in notify.messages), 10)
+        wait_for("the refusal", lambda: any("reload refused" in m for m in notify.messages), 10)
         refused = next(m for m in notify.messages if "reload refused" in m)
         assert refused.startswith("READY=1")  # ends the reload systemd is waiting on
         assert "probes.toml:" in refused and "TOML syntax error" in refused
         config.write_text(good.replace('name = "a-to-b"', 'name = "renamed"'))
         proc.send_signal(signal.SIGHUP)
-        _wait("a canary on the new route", lambda: any(
-            p.tags["route"] == "renamed" for p in _points(tmp_path, "mail_roundtrip")), 15)
+        wait_for("a canary on the new route", lambda: any(
+            p.tags["route"] == "renamed" for p in spool_points(tmp_path, "mail_roundtrip")), 15)
         assert proc.poll() is None, "the daemon died on a reload"
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -44,7 +44,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -54,10 +53,9 @@ import pytest
 from click.testing import CliRunner
 
 from prober.agent.scheduler import vantage_offset
-from prober.agent.spool import Spool
 from prober.cli import main as prober_cli
 from prober.localstack.mail import MailStack
-from prober.sla.lineproto import Point, parse_line
+from tests.agent_helpers import own_state_dir, spool_points, wait_for
 from tests.fixtures_mail import run_prober
 
 pytestmark = pytest.mark.integration
@@ -82,28 +80,10 @@ def _config(stack: MailStack, tmp: Path, max_min: int) -> Path:
     text = stack.probes_toml(vantage=VANTAGE, routes=[("alice-to-bob", "alice", "bob")],
                              extra=extra)
     # a state_dir of its own: no other test's points in this spool
-    text = text.replace(f'state_dir = "{stack.dir / "state"}"', f'state_dir = "{tmp / "state"}"')
-    assert f'state_dir = "{tmp / "state"}"' in text
+    text = own_state_dir(text, stack, tmp)
     path = tmp / f"probes-max{max_min}.toml"
     path.write_text(text)
     return path
-
-
-def _points(tmp: Path, measurement: str) -> list[Point]:
-    db = tmp / "state" / "prober.db"
-    if not db.exists():
-        return []
-    with Spool(db) as spool:
-        return [parse_line(line) for line in spool.read_lines(measurement=measurement)]
-
-
-def _wait(what: str, check: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _sleep_until(t: float) -> None:
@@ -146,7 +126,8 @@ def test_dovecot_outage_scored_to_the_minute(mail_stack: MailStack, tmp_path: Pa
                                  str(config)], stdout=log, stderr=log, env={**os.environ})
     dovecot_stopped = False
     try:
-        _wait("the first heartbeat", lambda: bool(_points(tmp_path, "prober_heartbeat")), 20)
+        wait_for("the first heartbeat",
+                 lambda: bool(spool_points(tmp_path, "prober_heartbeat")), 20)
         ready = time.time()
         boundary = math.ceil((ready + MARGIN_S) / MINUTE_S) * MINUTE_S
         # far boundary: the outage now, healthy ticks past the boundary; near: outage after it
@@ -166,8 +147,8 @@ def test_dovecot_outage_scored_to_the_minute(mail_stack: MailStack, tmp_path: Pa
         # healthy ticks after the restart (and past the boundary when the outage came first)
         _sleep_until(max(start_end, boundary if outage_first else 0.0)
                      + POST_TICKS * TICK_S + 0.5)
-        _wait("an ok IMAP and SMTP login after the restart", lambda: {
-            p.tags["protocol"] for p in _points(tmp_path, "mail_access")
+        wait_for("an ok IMAP and SMTP login after the restart", lambda: {
+            p.tags["protocol"] for p in spool_points(tmp_path, "mail_access")
             if p.tags["outcome"] == "ok" and p.tags["mailbox"] == CONTRACTED[1]
             and p.time_ns / 1e9 > start_end} == {"imap", "smtp"}, 15)
     finally:
@@ -189,7 +170,7 @@ def test_dovecot_outage_scored_to_the_minute(mail_stack: MailStack, tmp_path: Pa
     assert outage_minutes == _minutes(stopped, start_begin), (
         "the outage came within a tick of a minute boundary (a slow Dovecot stop/start?)",
         stop_begin, stopped, start_begin, start_end)
-    heartbeats = _points(tmp_path, "prober_heartbeat")
+    heartbeats = spool_points(tmp_path, "prober_heartbeat")
     run_minutes = {p.time_ns // 10**9 // MINUTE_S for p in heartbeats}
     healthy_minutes = run_minutes - outage_minutes
     assert healthy_minutes, (run_minutes, outage_minutes)
@@ -200,7 +181,7 @@ def test_dovecot_outage_scored_to_the_minute(mail_stack: MailStack, tmp_path: Pa
     (month,) = months
 
     # -- the points: the outage is seen, for its number of ticks (within one), and only then
-    access = [p for p in _points(tmp_path, "mail_access") if p.tags["mailbox"] in CONTRACTED]
+    access = [p for p in spool_points(tmp_path, "mail_access") if p.tags["mailbox"] in CONTRACTED]
     failed = [p for p in access if p.tags["outcome"] == "fail"]
     # IMAP logins are refused while Dovecot is down. SMTP AUTH is not required to fail: the
     # stack's Dovecot auth process outlives stop_dovecot() and keeps serving the smtpd
@@ -215,7 +196,7 @@ def test_dovecot_outage_scored_to_the_minute(mail_stack: MailStack, tmp_path: Pa
     assert abs(len(failing_ticks) - OUTAGE_TICKS) <= 1, sorted(failing_ticks)
     assert any(p.tags["outcome"] == "ok" and p.time_ns / 1e9 < stop_begin for p in access)
     assert any(p.tags["outcome"] == "ok" and p.time_ns / 1e9 > start_end for p in access)
-    refused = [p for p in _points(tmp_path, "mail_roundtrip")
+    refused = [p for p in spool_points(tmp_path, "mail_roundtrip")
                if p.fields.get("outcome") == "send_failed"]
     assert all(stop_begin - TICK_S <= p.time_ns / 1e9 <= start_end + TICK_S for p in refused)
     failure_minutes = {p.time_ns // 10**9 // MINUTE_S for p in [*failed, *refused]}
