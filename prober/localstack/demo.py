@@ -36,9 +36,13 @@ def main(argv: list[str]) -> int:
         code = subprocess.run(cmd, env=env).returncode
         print(f"(exit status {code}: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)")
         if keep:
-            exports = " ".join(f"{k}={v}" for k, v in stack.env().items())
-            print(f"\nthe stack keeps running; try:\n  {exports} prober run -c {config}\n"
-                  "Ctrl-C stops it.", flush=True)
+            # the throwaway passwords go in a file only root can read, not on the screen
+            env_file = stack.dir / "passwords.env"
+            env_file.write_text("".join(f"{k}={v}\n" for k, v in stack.env().items()))
+            env_file.chmod(0o600)
+            print(f"\nthe stack keeps running; try:\n  set -a; . {env_file}; set +a\n"
+                  f"  .venv/bin/prober run -c {config}\nCtrl-C here stops the stack.",
+                  flush=True)
             signal.sigwait({signal.SIGINT, signal.SIGTERM})
         return code
     finally:
