@@ -10,14 +10,10 @@ import sys
 import click
 
 from prober import __version__
+from prober.commands.options import config_option
 from prober.commands.score import score
 from prober.commands.spool import spool
 from prober.config import Config, ConfigError, load
-
-DEFAULT_CONFIG = "/etc/prober/probes.toml"
-config_option = click.option("-c", "--config", "config_path", default=DEFAULT_CONFIG,
-                             show_default=True, type=click.Path(dir_okay=False),
-                             help="probes.toml to read")
 
 
 def load_or_exit(path: str, code: int = 3, prefix: str = "") -> Config:

@@ -14,13 +14,13 @@ from typing import Any
 
 import click
 
+from prober.commands.options import config_option
 from prober.config import Config, ConfigError, load
 from prober.sla.query import Evidence, InfluxEvidence, QueryError, influx_target
 from prober.sla.report import FORMATS, render
 from prober.sla.score import score as score_month
 
 EXIT_ERROR = 3
-DEFAULT_CONFIG = "/etc/prober/probes.toml"
 
 
 class _Command(click.Command):
@@ -82,8 +82,7 @@ def open_evidence(config: Config, source: str, start_ns: int, end_ns: int) -> Ev
 
 
 @click.command(cls=_Command, help="Judge each SLA clause of a month from the evidence.")
-@click.option("-c", "--config", "config_path", default=DEFAULT_CONFIG, show_default=True,
-              type=click.Path(dir_okay=False), help="probes.toml to read")
+@config_option
 @click.option("--month", required=True, metavar="YYYY-MM", help="the calendar month to judge")
 @click.option("--year", type=int, default=None, metavar="YYYY",
               help="judge the fault-free days of this whole year (default: the month's year "

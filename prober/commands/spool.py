@@ -12,15 +12,11 @@ import click
 
 from prober.agent.influx import InfluxWriter
 from prober.agent.spool import Spool, SpoolError
+from prober.commands.options import config_option
 from prober.config import Config, ConfigError, load
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-config_option = click.option(
-    "-c", "--config", "config_path", envvar="PROBER_CONFIG", default="/etc/prober/probes.toml",
-    show_default=True, type=click.Path(dir_okay=False), help="probes.toml")
-
 
 def parse_when(text: str, now_ns: int | None = None) -> int:
     """A point in time as UNIX ns: a duration back from now ("90m", "7d") or an ISO 8601

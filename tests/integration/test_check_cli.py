@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 
 from prober.config import load
+from prober.localstack.influx import InfluxDB1
 from prober.localstack.mail import MailStack
 from prober.localstack.ports import free_port
 from prober.probes.canary import new_canary_id
 from prober.probes.roundtrip import send_canary
+from tests.agent_helpers import own_state_dir
 from tests.faults import CuttingProxy
 from tests.fixtures_mail import run_prober, write_config
 
@@ -135,3 +137,34 @@ def test_connection_dropped_mid_data_is_send_uncertain(mail_stack: MailStack, tm
     assert sent.submission.error is not None and sent.submission.error.step == "data"
     assert "smtp_connect_s" not in sent.submission.phases or \
         sent.submission.phases["auth_s"] >= 0
+
+
+def test_check_writes_to_influxdb_or_keeps_points_spooled(mail_stack: MailStack,
+                                                          influxdb1: InfluxDB1, influx_db: str,
+                                                          tmp_path: Path):
+    def config(url: str) -> Path:
+        text = mail_stack.probes_toml(vantage="check-influx", extra=(
+            f'[influx]\napi = "v1"\nurl = "{url}"\ndatabase = "{influx_db}"\n'))
+        text = own_state_dir(text, mail_stack, tmp_path)
+        path = tmp_path / "probes.toml"
+        path.write_text(text)
+        return path
+
+    def count(measurement: str) -> int:
+        series = influxdb1.query(f"SELECT count(canary) FROM {measurement}"
+                                 if measurement == "mail_roundtrip" else
+                                 f"SELECT count(total_s) FROM {measurement}",
+                                 db=influx_db)["results"][0].get("series") or []
+        return int(series[0]["values"][0][1]) if series else 0
+
+    # InfluxDB unreachable: the verdict stands, the points wait in the spool
+    r = run_prober("check", "-c", str(config(f"http://127.0.0.1:{free_port()}")))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "measurements: 7 points spooled, 7 waiting in" in r.stdout
+    assert "refused" in r.stdout or "unreachable" in r.stdout
+    # reachable again: this run's points and the earlier ones arrive
+    r = run_prober("check", "-c", str(config(influxdb1.url)))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "measurements: 7 points delivered to InfluxDB" in r.stdout
+    assert "with 7 points spooled earlier" in r.stdout
+    assert count("mail_access") == 12 and count("mail_roundtrip") == 2
