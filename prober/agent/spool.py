@@ -342,26 +342,34 @@ class Spool:
         if not rows:
             return 0
         self._check_room(len(rows))
+        try:
+            self._execute_many("INSERT INTO spool_points (measurement, time_ns, enqueued_ns, "
+                               "line) VALUES (?, ?, ?, ?)", rows)
+        except sqlite3.OperationalError as exc:
+            if "full" in str(exc).lower():
+                raise self._refuse(len(rows), f"SQLite says {exc}") from None
+            raise SpoolError(f"spool {self.path}: cannot append: {exc}") from None
+        self._after_append(len(rows))
+        return len(rows)
+
+    def _execute_many(self, sql: str, rows: Sequence[tuple]) -> None:
+        """One transaction; on a full disk, release the ballast and try once more (deleting
+        delivered rows and even appending need a little room). Raises OperationalError."""
         conn = self._conn()
         for attempt in (1, 2):
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    conn.executemany("INSERT INTO spool_points (measurement, time_ns, "
-                                     "enqueued_ns, line) VALUES (?, ?, ?, ?)", rows)
+                    conn.executemany(sql, rows)
                     conn.execute("COMMIT")
                 except BaseException:
                     _rollback(conn)
                     raise
-                break
+                return
             except sqlite3.OperationalError as exc:
                 if "full" in str(exc).lower() and attempt == 1 and self.release_ballast():
                     continue
-                if "full" in str(exc).lower():
-                    raise self._refuse(len(rows), f"SQLite says {exc}") from None
-                raise SpoolError(f"spool {self.path}: cannot append: {exc}") from None
-        self._after_append(len(rows))
-        return len(rows)
+                raise
 
     def _after_append(self, count: int) -> None:
         if not self.settings.retain:
@@ -445,23 +453,11 @@ class Spool:
         """Delete delivered points. Retries once after releasing the ballast on a full disk."""
         if not ids:
             return 0
-        conn = self._conn()
-        for attempt in (1, 2):
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    conn.executemany("DELETE FROM spool_points WHERE id = ?",
-                                     ((i,) for i in ids))
-                    conn.execute("COMMIT")
-                except BaseException:
-                    _rollback(conn)
-                    raise
-                break
-            except sqlite3.OperationalError as exc:
-                if "full" in str(exc).lower() and attempt == 1 and self.release_ballast():
-                    continue
-                raise SpoolError(f"spool {self.path}: cannot delete delivered points: "
-                                 f"{exc}") from None
+        try:
+            self._execute_many("DELETE FROM spool_points WHERE id = ?", [(i,) for i in ids])
+        except sqlite3.OperationalError as exc:
+            raise SpoolError(f"spool {self.path}: cannot delete delivered points: "
+                             f"{exc}") from None
         self._ensure_ballast()
         return len(ids)
 
