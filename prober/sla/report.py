@@ -239,6 +239,33 @@ def _e(x: object) -> str:
     return html.escape(str(x))
 
 
+def _frame(title: str, width: int, height: int, left: int, top: int, w: float, h: float,
+           ymax: float, unit: str) -> list[str]:
+    """The SVG's opening, its title and the horizontal grid with the y-axis labels."""
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'role="img" aria-label="{_e(title)}">',
+           f'<text x="{left}" y="18" class="t">{_e(title)}</text>']
+    for k in range(5):
+        v = ymax * k / 4
+        y = top + h - h * k / 4
+        out.append(f'<line x1="{left}" x2="{left + w}" y1="{y:.1f}" y2="{y:.1f}" class="g"/>'
+                   f'<text x="{left - 5}" y="{y + 4:.1f}" class="a" text-anchor="end">'
+                   f'{v:.0f}{unit}</text>')
+    return out
+
+
+def _threshold_lines(lines: list[tuple[float, str]], left: int, top: int, w: float, h: float,
+                     ymax: float) -> list[str]:
+    """The contract's limits (1 min, 1 h, 10 s, 30 s) as labelled horizontal lines."""
+    out = []
+    for value, text in lines:
+        y = top + h - h * value / ymax
+        out.append(f'<line x1="{left}" x2="{left + w}" y1="{y:.1f}" y2="{y:.1f}" class="l"/>'
+                   f'<text x="{left + w - 4}" y="{y - 4:.1f}" class="lt" text-anchor="end">'
+                   f'{_e(text)}</text>')
+    return out
+
+
 def _svg_bars(title: str, labels: list[str], series: list[tuple[str, str, list[float]]],
               lines: list[tuple[float, str]] = (), vlines: list[tuple[float, str]] = (),
               unit: str = "", width: int = 1000, height: int = 260) -> str:
@@ -249,15 +276,7 @@ def _svg_bars(title: str, labels: list[str], series: list[tuple[str, str, list[f
     ymax = max([*totals, *(v for v, _ in lines), 1.0]) * 1.1
     n = max(len(labels), 1)
     bw = w / n
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'role="img" aria-label="{_e(title)}">',
-           f'<text x="{left}" y="18" class="t">{_e(title)}</text>']
-    for k in range(5):
-        v = ymax * k / 4
-        y = top + h - h * k / 4
-        out.append(f'<line x1="{left}" x2="{left + w}" y1="{y:.1f}" y2="{y:.1f}" class="g"/>'
-                   f'<text x="{left - 5}" y="{y + 4:.1f}" class="a" text-anchor="end">'
-                   f'{v:.0f}{unit}</text>')
+    out = _frame(title, width, height, left, top, w, h, ymax, unit)
     for i, label in enumerate(labels):
         y = top + h
         for _name, color, values in series:
@@ -275,11 +294,7 @@ def _svg_bars(title: str, labels: list[str], series: list[tuple[str, str, list[f
             # next to thousands of prompt ones would otherwise be invisible
             out.append(f'<text x="{left + (i + 0.5) * bw:.1f}" y="{y - 4:.1f}" class="v" '
                        f'text-anchor="middle">{totals[i]:g}</text>')
-    for value, text in lines:
-        y = top + h - h * value / ymax
-        out.append(f'<line x1="{left}" x2="{left + w}" y1="{y:.1f}" y2="{y:.1f}" class="l"/>'
-                   f'<text x="{left + w - 4}" y="{y - 4:.1f}" class="lt" text-anchor="end">'
-                   f'{_e(text)}</text>')
+    out.extend(_threshold_lines(lines, left, top, w, h, ymax))
     for index, text in vlines:
         x = left + index * bw
         out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + h}" class="l"/>'
@@ -303,24 +318,12 @@ def _svg_lines(title: str, labels: list[str], series: list[tuple[str, str, list[
     ymax = max([*values, *(v for v, _ in lines), 1.0]) * 1.1
     n = max(len(labels), 1)
     step = w / max(n - 1, 1)
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'role="img" aria-label="{_e(title)}">',
-           f'<text x="{left}" y="18" class="t">{_e(title)}</text>']
-    for k in range(5):
-        v = ymax * k / 4
-        y = top + h - h * k / 4
-        out.append(f'<line x1="{left}" x2="{left + w}" y1="{y:.1f}" y2="{y:.1f}" class="g"/>'
-                   f'<text x="{left - 5}" y="{y + 4:.1f}" class="a" text-anchor="end">'
-                   f'{v:.0f}{unit}</text>')
+    out = _frame(title, width, height, left, top, w, h, ymax, unit)
     for i, label in enumerate(labels):
         if n <= 40 or i % max(1, n // 30) == 0:
             out.append(f'<text x="{left + i * step:.1f}" y="{top + h + 14}" class="a" '
                        f'text-anchor="middle">{_e(label)}</text>')
-    for value, text in lines:
-        y = top + h - h * value / ymax
-        out.append(f'<line x1="{left}" x2="{left + w}" y1="{y:.1f}" y2="{y:.1f}" class="l"/>'
-                   f'<text x="{left + w - 4}" y="{y - 4:.1f}" class="lt" text-anchor="end">'
-                   f'{_e(text)}</text>')
+    out.extend(_threshold_lines(lines, left, top, w, h, ymax))
     legend_x = left
     for name, color, vs in series:
         pts = [f"{left + i * step:.1f},{top + h - h * v / ymax:.1f}"
