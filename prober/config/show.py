@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import date, datetime
 from typing import Any
 
 from prober.config.reader import Secret
@@ -19,6 +20,8 @@ def _value(v: Any) -> str:
         return "[" + ", ".join(_value(x) for x in v) + "]"
     if v is None:
         return "# (not set)"
+    if isinstance(v, (datetime, date)):
+        return v.isoformat()  # TOML's own date-time syntax
     return str(v)
 
 

@@ -5,6 +5,7 @@ Every error must name the file and the dotted key; secrets must never be shown.
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -378,3 +379,15 @@ def test_render_masks_file_secret(tmp_path: Path) -> None:
     text = render(load(path))
     assert PASSWORD not in text
     assert f'password = "****" # from file:{tmp_path.resolve() / "pw"}' in text
+
+
+def test_render_is_toml_with_dates_in_toml_syntax(tmp_path: Path) -> None:
+    text = vantage(tmp_path) + two_mailboxes() + route() + (
+        '\n[[sla.maintenance]]\nstart = 2026-11-03T02:00:00Z\nend = 2026-11-03T03:00:00Z\n'
+        'reason = "upgrade"\n')
+    shown = render(load(write(tmp_path, text)))
+    parsed = tomllib.loads(shown)
+    window = parsed["sla"]["maintenance"][0]
+    assert window["start"].isoformat() == "2026-11-03T02:00:00+00:00"
+    assert [m["name"] for m in parsed["mailbox"]] == ["corp", "ext"]
+    assert parsed["route"][0]["from"] == "corp"
