@@ -6,6 +6,7 @@ it is measured under (named as the config names them), so the probe needs nothin
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -20,7 +21,7 @@ from prober.probes.throttle import (
     resolve_profile,
 )
 
-ENGINES = ("httpx",)
+ENGINES = ("httpx", "browser")
 OVER_THRESHOLD_STATES = ("warning", "critical")
 DEFAULT_PROFILES = (NARROWBAND, BROADBAND)
 DEFAULT_INTERVAL_S = 300.0
@@ -145,6 +146,15 @@ def parse_target(s: Section, custom: dict[str, Profile]) -> WebmailTarget:
             and not is_loopback(parts.hostname or "")):
         raise s.error("url", "the login would send the password unencrypted over http://; "
                       "use https://, or set allow_plaintext = true to accept that")
+    engine = s.choice("engine", ENGINES, "httpx")
+    if engine == "browser":
+        if importlib.util.find_spec("playwright") is None:
+            raise s.error("engine", "engine = \"browser\" needs the browser extra: "
+                          "pip install 'prober[browser]' (and apt-get install chromium)")
+        if ca_file is not None:
+            raise s.error("ca_file", "engine = \"browser\" cannot use a CA file (Chromium "
+                          "takes its CAs from the system's NSS database); add the CA there "
+                          "or use engine = \"httpx\"")
     target = WebmailTarget(
         name=name,
         url=url,
@@ -157,7 +167,7 @@ def parse_target(s: Section, custom: dict[str, Profile]) -> WebmailTarget:
         ca_file=ca_file,
         login=_login(login_s) if login_s is not None else None,
         limits=_limits(s.table("limits")),
-        engine=s.choice("engine", ENGINES, "httpx"),
+        engine=engine,
         over_threshold=s.choice("over_threshold", OVER_THRESHOLD_STATES, "warning"),
     )
     s.check_unknown()

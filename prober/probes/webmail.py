@@ -369,6 +369,9 @@ async def probe_webmail(target: WebmailTarget, profile: Profile, vantage: str,
     Never raises for what the target does (refusal, hang, errors, loops): each ends as an
     outcome with its reason in `error`.
     """
+    if target.engine == "browser":  # optional extra: imported only when configured
+        from prober.probes.webmail_browser import probe_webmail_browser
+        return await probe_webmail_browser(target, profile, vantage, timeout_s)
     timeout = timeout_s if timeout_s is not None else target.timeout_for(profile)
     started_ns = time.time_ns()
     link = Link(profile)

@@ -1,0 +1,405 @@
+"""Webmail page load in a real browser (`engine = "browser"`): Playwright driving the system
+Chromium, for webmails that only render with JavaScript.
+
+One call of `probe_webmail_browser` launches Chromium, opens a new browser context (cold: no
+cache, no cookies), throttles it with the DevTools protocol's
+`Network.emulateNetworkConditions` (the profile's RTT as latency, its bandwidths in
+bytes/s), loads the target's page until the browser's load event, and, with
+`[webmail.login]`, fills in and submits the first form with a password field and waits for
+the load event of the page that follows (the inbox).
+
+Chromium's throttling is request-level: it delays each response by the latency and paces
+its body, but charges no round trip for DNS, the TCP handshake or TLS flights, and nothing
+for request bytes on the uplink beyond pacing. Its times are therefore lower than the
+httpx engine's on the same profile (see docs/webmail.md and FIELD-NOTES).
+
+Needs the `browser` extra (`pip install 'prober[browser]'`: the playwright package, whose
+own browser download is never used) and Debian's chromium at /usr/bin/chromium.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import resource
+import time
+from typing import Any
+
+from prober.config.webmail import LoginSettings, WebmailTarget
+from prober.measurement import Measurement, one_line
+from prober.probes.throttle import Profile
+
+ENGINE = "browser"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync")
+LAUNCH_TIMEOUT_S = 30.0
+CLOSE_TIMEOUT_S = 10.0
+_MAX_DETAIL = 5
+_REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+            500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
+            504: "Gateway Timeout"}
+
+class LoadFailed(Exception):
+    def __init__(self, outcome: str, reason: str, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.outcome = outcome
+        self.reason = reason
+        self.status = status
+
+
+def _first_line(exc: BaseException) -> str:
+    """Playwright's messages: "Page.goto: net::ERR_... at URL" and a call log below."""
+    text = str(exc).strip().splitlines()
+    return re.sub(r"^\w+\.\w+: ", "", text[0]) if text else type(exc).__name__
+
+
+class _Network:
+    """What the DevTools protocol reports about the page's requests."""
+
+    def __init__(self, max_total_bytes: int) -> None:
+        self.max_total_bytes = max_total_bytes
+        self.requests = 0
+        self.bytes = 0  # encodedDataLength of the finished requests
+        self.streamed = 0  # running count from dataReceived, for the limit
+        self.failed = 0
+        self.failures: list[str] = []
+        self.pending: dict[str, str] = {}
+        self.navigations: set[str] = set()  # requestIds of documents (requestId == loaderId)
+        self.statuses: dict[str, int] = {}
+        self.connections: set[Any] = set()
+        self.doc: dict[str, Any] | None = None  # the last main-document response
+        self.over = asyncio.Event()
+        # Browser timestamps (s, the protocol's monotonic clock) of the current phase: its
+        # first request, the document's response headers, DOMContentLoaded, the load event.
+        self.start_ts: float | None = None
+        self.ttfb_ts: float | None = None
+        self.dcl_ts: float | None = None
+        self.load_ts: float | None = None
+        self.loaded = asyncio.Event()
+
+    def new_phase(self) -> None:
+        self.start_ts = self.ttfb_ts = self.dcl_ts = self.load_ts = None
+        self.doc = None
+        self.loaded.clear()
+
+    def since_start(self, ts: float | None) -> float | None:
+        if ts is None or self.start_ts is None:
+            return None
+        return max(0.0, ts - self.start_ts)
+
+    def on_dcl(self, p: dict[str, Any]) -> None:
+        self.dcl_ts = p.get("timestamp")
+
+    def on_load(self, p: dict[str, Any]) -> None:
+        self.load_ts = p.get("timestamp")
+        self.loaded.set()
+
+    def _fail(self, url: str, why: str) -> None:
+        self.failed += 1
+        if len(self.failures) < _MAX_DETAIL:
+            self.failures.append(f"{url}: {why}")
+
+    def on_request(self, p: dict[str, Any]) -> None:
+        url = p.get("request", {}).get("url", "")
+        if not url.startswith(("http:", "https:")):
+            return
+        ts = p.get("timestamp")
+        if self.load_ts is not None and ts is not None and ts > self.load_ts:
+            return  # after the load event (the favicon, late beacons): not the page's load
+        if self.start_ts is None:
+            self.start_ts = ts
+        self.requests += 1  # a redirect hop comes again under the same requestId: counted
+        self.pending[p["requestId"]] = url
+        if p.get("requestId") == p.get("loaderId") and p.get("type") == "Document":
+            self.navigations.add(p["requestId"])
+
+    def on_response(self, p: dict[str, Any]) -> None:
+        resp = p.get("response", {})
+        rid = p.get("requestId", "")
+        self.statuses[rid] = int(resp.get("status", 0))
+        if resp.get("connectionId") is not None:
+            self.connections.add(resp.get("connectionId"))
+        if rid in self.navigations:
+            self.doc = resp
+            self.ttfb_ts = p.get("timestamp")
+
+    def on_data(self, p: dict[str, Any]) -> None:
+        self.streamed += int(p.get("encodedDataLength") or 0)
+        if self.streamed > self.max_total_bytes:
+            self.over.set()
+
+    def on_finished(self, p: dict[str, Any]) -> None:
+        rid = p.get("requestId", "")
+        url = self.pending.pop(rid, None)
+        self.bytes += int(p.get("encodedDataLength") or 0)
+        status = self.statuses.get(rid, 0)
+        if url is not None and rid not in self.navigations and status >= 400:
+            self._fail(url, f"HTTP {status}")
+
+    def on_failed(self, p: dict[str, Any]) -> None:
+        rid = p.get("requestId", "")
+        url = self.pending.pop(rid, None)
+        if url is not None and rid not in self.navigations and not p.get("canceled"):
+            self._fail(url, str(p.get("errorText") or "failed"))
+
+    def pending_text(self) -> str:
+        urls = [u for r, u in self.pending.items() if r not in self.navigations]
+        return (f"{len(urls)} still pending: {', '.join(urls[:3])}"
+                f"{' ...' if len(urls) > 3 else ''}")
+
+
+class _State:
+    def __init__(self) -> None:
+        self.stage = "starting"
+        self.url = ""
+
+
+async def _guarded(coro: Any, net: _Network, limit: int) -> Any:
+    """Await a Playwright call, unless the load goes over max_total_bytes first."""
+    task = asyncio.ensure_future(coro)
+    over = asyncio.ensure_future(net.over.wait())
+    try:
+        done, _ = await asyncio.wait({task, over}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        over.cancel()
+    if task in done:
+        return task.result()
+    # Left running: the browser is closed next, which ends it; its error is not wanted.
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
+    raise LoadFailed("fail", f"more than limits.max_total_bytes ({limit}) received")
+
+
+async def _load_event(net: _Network) -> float | None:
+    """The load event's time from the phase's first request (the protocol's event may
+    come a little after Playwright's own notice of it)."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(2):
+            await net.loaded.wait()
+    return net.since_start(net.load_ts)
+
+
+async def _login(page: Any, login: LoginSettings, timeout_ms: float, net: _Network,
+                 limit: int, state: _State) -> Any:
+    form = page.locator("form:has(input[type=password])").first
+    if await form.count() == 0:
+        raise LoadFailed("fail", f"login: no form with a password field on {page.url}")
+    if login.password_field:
+        pw = form.locator(f'[name="{login.password_field}"]')
+    else:
+        pw = form.locator("input[type=password]")
+    if login.user_field:
+        user = form.locator(f'[name="{login.user_field}"]')
+    else:
+        user = form.locator("input[type=text], input[type=email], input:not([type])")
+    for key, loc in (("user_field", user), ("password_field", pw)):
+        if await loc.count() == 0:
+            raise LoadFailed("fail", f"login: the form on {page.url} has no field for "
+                             f"login.{key}")
+    await user.first.fill(login.user, timeout=timeout_ms)
+    await pw.first.fill(login.password.reveal(), timeout=timeout_ms)
+    state.stage = f"submitting the login form on {page.url}"
+    net.new_phase()
+    async with page.expect_navigation(wait_until="load", timeout=timeout_ms) as nav:
+        await form.evaluate("f => f.requestSubmit ? f.requestSubmit() : f.submit()")
+        state.stage = "loading the page after the login"
+    response = await _guarded(nav.value, net, limit)
+    status = response.status if response is not None else 0
+    if status >= 400:
+        raise LoadFailed("http_error", f"login: HTTP {status} "
+                         f"{_REASONS.get(status, '')} from {page.url}".replace("  ", " "),
+                         status)
+    if login.expect_text is not None:
+        text = await page.content()
+        if login.expect_text not in text:
+            raise LoadFailed("fail", f"login: the page after the login ({page.url}) does not "
+                             f"contain expect_text")
+    elif await page.locator("input[type=password]").count() > 0:
+        raise LoadFailed("fail", f"login: the page after the login ({page.url}) still asks "
+                         f"for a password (wrong credentials?)")
+    return response
+
+
+def _stage(state: _State, net: _Network) -> str:
+    if state.stage.startswith("loading the page") or state.stage.startswith("submitting"):
+        if net.doc is None:
+            return f"waiting for the response headers of {state.url}"
+        if net.dcl_ts is None:
+            return f"receiving the page HTML of {state.url}"
+        return f"loading sub-resources ({net.pending_text()})"
+    return state.stage
+
+
+async def probe_webmail_browser(target: WebmailTarget, profile: Profile, vantage: str,
+                                timeout_s: float | None = None) -> list[Measurement]:
+    """One cold load of `target` in Chromium over `profile`'s throttling: one
+    `webmail_load` point (engine "browser"). Never raises: each failure is an outcome."""
+    from prober.probes.webmail import MEASUREMENT  # loaded already: it delegates here
+
+    timeout = timeout_s if timeout_s is not None else target.timeout_for(profile)
+    timeout_ms = timeout * 1000.0
+    started_ns = time.time_ns()
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    cpu0 = time.thread_time()
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    net = _Network(target.limits.max_total_bytes)
+    state = _State()
+    outcome, error, status = "ok", None, None
+    ttfb_s = html_s = None
+    first_url = target.url
+    load_s = login_s = None
+    login_status = None
+    load_t0: float | None = None
+    phase = "launch"
+    pw = browser = None
+    try:
+        if target.ca_file:
+            raise LoadFailed("fail", "engine \"browser\" cannot use ca_file (Chromium takes "
+                             "its CAs from the system's NSS database)")
+        try:
+            from playwright.async_api import Error as PlaywrightError
+            from playwright.async_api import async_playwright
+        except ImportError:
+            raise LoadFailed("fail", "engine \"browser\" needs the browser extra: "
+                             "pip install 'prober[browser]'") from None
+        try:
+            state.stage = f"launching {CHROMIUM}"
+            async with asyncio.timeout(LAUNCH_TIMEOUT_S):
+                pw = await async_playwright().start()
+                browser = await pw.chromium.launch(
+                    executable_path=CHROMIUM, args=list(CHROMIUM_ARGS),
+                    timeout=LAUNCH_TIMEOUT_S * 1000)
+                context = await browser.new_context(
+                    ignore_https_errors=not target.tls_verify,
+                    user_agent=(f"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 "
+                                f"(KHTML, like Gecko) Chrome/{browser.version} "
+                                f"Safari/537.36 prober/0.1"))
+                page = await context.new_page()
+                cdp = await context.new_cdp_session(page)
+                cdp.on("Network.requestWillBeSent", net.on_request)
+                cdp.on("Network.responseReceived", net.on_response)
+                cdp.on("Network.dataReceived", net.on_data)
+                cdp.on("Network.loadingFinished", net.on_finished)
+                cdp.on("Network.loadingFailed", net.on_failed)
+                cdp.on("Page.domContentEventFired", net.on_dcl)
+                cdp.on("Page.loadEventFired", net.on_load)
+                await cdp.send("Network.enable")
+                await cdp.send("Page.enable")
+                await cdp.send("Network.emulateNetworkConditions", {
+                    "offline": False,
+                    "latency": profile.rtt_ms,
+                    "downloadThroughput": profile.down_kbps * 1000 / 8,
+                    "uploadThroughput": profile.up_kbps * 1000 / 8,
+                })
+        except TimeoutError:
+            raise LoadFailed("fail", f"Chromium did not start within {LAUNCH_TIMEOUT_S:g} s"
+                             ) from None
+        except PlaywrightError as exc:
+            raise LoadFailed("fail", f"Chromium ({CHROMIUM}) could not be started: "
+                             f"{_first_line(exc)}") from None
+
+        phase = "load"
+        state.url = target.url
+        state.stage = "loading the page"
+        net.new_phase()
+        load_t0 = loop.time()
+        try:
+            async with asyncio.timeout(timeout + CLOSE_TIMEOUT_S):  # backstop
+                response = await _guarded(
+                    page.goto(target.url, wait_until="load", timeout=timeout_ms),
+                    net, target.limits.max_total_bytes)
+        except PlaywrightError as exc:
+            if "Timeout" in type(exc).__name__ or "Timeout " in str(exc):
+                raise TimeoutError from None
+            raise
+        status = response.status if response is not None else None
+        ttfb_s = net.since_start(net.ttfb_ts)
+        html_s = net.since_start(net.dcl_ts)
+        first_url = page.url
+        if status is not None and status >= 400:
+            raise LoadFailed("http_error", f"HTTP {status} {_REASONS.get(status, '')}".strip()
+                             + f" from {page.url}", status)
+        load_s = await _load_event(net)
+        if load_s is None:
+            load_s = loop.time() - load_t0
+        if target.login is not None:
+            phase = "login"
+            state.url = page.url
+            login_t0 = loop.time()
+            try:
+                async with asyncio.timeout(timeout + CLOSE_TIMEOUT_S):
+                    inbox = await _login(page, target.login, timeout_ms, net,
+                                         target.limits.max_total_bytes, state)
+            except PlaywrightError as exc:
+                if "Timeout" in type(exc).__name__ or "Timeout " in str(exc):
+                    raise TimeoutError from None
+                raise
+            login_s = await _load_event(net)
+            if login_s is None:
+                login_s = loop.time() - login_t0
+            login_status = inbox.status if inbox is not None else None
+    except TimeoutError:
+        outcome = "timeout"
+        what = "the login" if phase == "login" else "the load"
+        error = f"{what} timed out after {timeout:g} s while {_stage(state, net)}"
+        if phase == "load" and net.doc is not None:
+            status = int(net.doc.get("status", 0)) or None
+            ttfb_s = net.since_start(net.ttfb_ts)
+    except LoadFailed as exc:
+        outcome, error = exc.outcome, exc.reason
+        if phase == "load" and exc.status is not None:
+            status = exc.status
+    except Exception as exc:  # a probe reports, it does not crash its driver
+        outcome = "fail"
+        name = "" if type(exc).__module__.startswith("playwright") else f"{type(exc).__name__}: "
+        error = f"{name}{_first_line(exc)} (while {_stage(state, net)})"
+    finally:
+        end = loop.time()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                if browser is not None:
+                    await browser.close()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                if pw is not None:
+                    await pw.stop()
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s = (time.thread_time() - cpu0 + (ru1.ru_utime - ru0.ru_utime)
+             + (ru1.ru_stime - ru0.ru_stime))
+    doc = (net.doc or {}) if phase == "load" else {}
+    security = doc.get("securityDetails") or {}
+    fields: dict[str, float | int | str | bool | None] = {
+        "status": status,
+        "ttfb_s": ttfb_s,
+        "html_s": html_s,
+        "load_s": load_s if outcome == "ok" or phase == "login" else None,
+        "login_s": login_s,
+        "open_s": (max(v for v in (load_s, login_s) if v is not None)
+                   if outcome == "ok" and load_s is not None else None),
+        "login_status": login_status,
+        "bytes": net.bytes,
+        "requests": net.requests,
+        "failed_requests": net.failed,
+        "failed_detail": one_line("; ".join(net.failures)) if net.failures else None,
+        "connections": len(net.connections) or None,
+        "http_version": doc.get("protocol"),
+        "tls_version": security.get("protocol"),
+        "url": doc.get("url") or first_url,
+        "error": one_line(error) if error else None,
+        "elapsed_s": end - (load_t0 if load_t0 is not None else t0),
+        "launch_s": (load_t0 - t0) if load_t0 is not None else None,
+        "timeout_s": timeout,
+        "threshold_s": profile.threshold_s,
+        "contract_class": profile.contract_class,
+        "link_down_kbps": profile.down_kbps,
+        "link_up_kbps": profile.up_kbps,
+        "link_rtt_s": profile.rtt_s,
+        "cpu_s": cpu_s,
+        "engine": ENGINE,
+    }
+    tags = {"vantage": vantage, "target": target.name, "profile": profile.name,
+            "outcome": outcome}
+    return [Measurement(MEASUREMENT, tags, fields, started_ns)]

@@ -1,0 +1,182 @@
+"""The browser engine: Chromium (Debian's, driven by Playwright) loads a page that builds
+itself with JavaScript, throttled by the profile; errors and hangs end as outcomes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import struct
+import time
+import zlib
+from collections.abc import Iterator
+
+import pytest
+
+from prober.config.reader import Secret, Section
+from prober.config.webmail import LoginSettings, WebmailTarget, parse_webmail
+from prober.localstack.packages import ensure_packages
+from prober.localstack.ports import free_port
+from prober.probes.throttle import Profile
+from prober.probes.webmail import probe_webmail
+from tests.webserver import Reply, Request, WebServer, page
+
+pytestmark = pytest.mark.integration
+
+# The image exists only once the script has run: the httpx engine cannot see it.
+JS_PAGE = """<html><head><title>webmail</title></head><body><div id=app></div>
+<script>
+const img = document.createElement('img');
+img.src = '/js.png';
+document.getElementById('app').appendChild(img);
+</script></body></html>"""
+
+
+
+def png(width: int = 40, height: int = 40) -> bytes:
+    """A valid PNG of noise (Chromium stops fetching an image it cannot decode)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+    rows = b"".join(b"\0" + os.urandom(width * 3) for _ in range(height))
+    return (b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+IMAGE = png()
+PROFILE = Profile("test", down_kbps=2000, up_kbps=1000, rtt_ms=150)
+
+# The login form is written by a script too.
+LOGIN_PAGE = """<html><body><div id=app></div><script>
+document.getElementById('app').innerHTML = '<form method=post action=/login>' +
+  '<input type=hidden name=csrf value=tok-1><input type=text name=user>' +
+  '<input type=password name=pass><button type=submit>Sign in</button></form>';
+</script></body></html>"""
+
+
+async def login_post(req: Request) -> Reply:
+    form = req.form()
+    if form != {"csrf": "tok-1", "user": "alice", "pass": "s3cret"}:
+        return page(LOGIN_PAGE)
+    return Reply(303, b"", {"Location": "/inbox", "Set-Cookie": "session=ok; Path=/"})
+
+
+async def inbox(req: Request) -> Reply:
+    if "session=ok" not in req.headers.get("cookie", ""):
+        return Reply(302, b"", {"Location": "/login-page"})
+    return page('<html><body><h1>Inbox</h1><img src="/js.png"></body></html>')
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[WebServer]:
+    ensure_packages({"chromium": "chromium"})
+    srv = WebServer({
+        "/": page(JS_PAGE),
+        "/js.png": page(IMAGE, "image/png"),
+        "/login-page": page(LOGIN_PAGE),
+        "/login": login_post,
+        "/inbox": inbox,
+        "/error": page("<h1>down for maintenance</h1>", status=503),
+        "/hang": Reply(200, b"late", {"Content-Type": "text/html"}, delay_s=3600),
+    }).start()
+    yield srv
+    srv.stop()
+
+
+def target(url: str, engine: str = "browser", timeout_s: float | None = None) -> WebmailTarget:
+    return WebmailTarget(name="mail", url=url, profiles=(PROFILE,), engine=engine,
+                         timeout_s=timeout_s)
+
+
+def test_javascript_page_loads_with_throttling(server: WebServer) -> None:
+    server.clear_log()
+    [m] = asyncio.run(probe_webmail(target(server.base + "/"), PROFILE, "test"))
+    f = m.fields
+    assert m.name == "webmail_load"
+    assert m.tags == {"vantage": "test", "target": "mail", "profile": "test", "outcome": "ok"}
+    assert f["engine"] == "browser"
+    assert f["status"] == 200
+    assert "/js.png" in [e.path for e in server.entries()]
+    assert f["requests"] >= 2  # the page and the image the script inserted
+    assert f["failed_requests"] == 0
+    # Two requests in sequence, each delayed by the emulated latency.
+    assert f["load_s"] > 2 * PROFILE.rtt_s
+    assert 0 < f["ttfb_s"] <= f["html_s"] <= f["load_s"] == f["open_s"]
+    assert f["bytes"] > len(IMAGE)
+    assert f["threshold_s"] == 10.0 and f["contract_class"] == "broadband"
+    assert f["link_rtt_s"] == PROFILE.rtt_s
+    assert f["error"] is None
+
+    # The httpx engine, on the same page, cannot see what the script adds.
+    [h] = asyncio.run(probe_webmail(target(server.base + "/", "httpx"), PROFILE, "test"))
+    assert h.tags["outcome"] == "ok" and h.fields["engine"] == "httpx"
+    assert h.fields["requests"] == 1
+
+
+def test_login_reaches_the_inbox(server: WebServer) -> None:
+    good = LoginSettings(user="alice", password=Secret("test", "s3cret"), expect_text="Inbox")
+    t = WebmailTarget(name="mail", url=server.base + "/login-page", profiles=(PROFILE,),
+                      engine="browser", login=good)
+    [m] = asyncio.run(probe_webmail(t, PROFILE, "test"))
+    assert m.tags["outcome"] == "ok", m.fields["error"]
+    assert m.fields["login_status"] == 200
+    assert m.fields["login_s"] > 2 * PROFILE.rtt_s  # the POST, the inbox, its image
+    assert m.fields["open_s"] == max(m.fields["load_s"], m.fields["login_s"])
+
+    bad = LoginSettings(user="alice", password=Secret("test", "wrong"))
+    t = WebmailTarget(name="mail", url=server.base + "/login-page", profiles=(PROFILE,),
+                      engine="browser", login=bad)
+    [m] = asyncio.run(probe_webmail(t, PROFILE, "test"))
+    assert m.tags["outcome"] == "fail"
+    assert "still asks for a password" in str(m.fields["error"])
+
+
+def test_http_error(server: WebServer) -> None:
+    [m] = asyncio.run(probe_webmail(target(server.base + "/error"), PROFILE, "test"))
+    assert m.tags["outcome"] == "http_error"
+    assert m.fields["status"] == 503
+    assert "503" in str(m.fields["error"])
+    assert m.fields["open_s"] is None
+
+
+def test_hung_server_times_out(server: WebServer) -> None:
+    t0 = time.monotonic()
+    [m] = asyncio.run(probe_webmail(target(server.base + "/hang", timeout_s=2), PROFILE,
+                                    "test"))
+    took = time.monotonic() - t0
+    assert m.tags["outcome"] == "timeout"
+    assert "timed out after 2 s" in str(m.fields["error"])
+    assert "waiting for the response headers" in str(m.fields["error"])
+    assert m.fields["elapsed_s"] < 2 + 1.5
+    assert took < 2 + 15  # launch and close included
+
+
+def test_refused_connection_fails() -> None:
+    [m] = asyncio.run(probe_webmail(target(f"http://127.0.0.1:{free_port()}/"), PROFILE, "test"))
+    assert m.tags["outcome"] == "fail"
+    assert "ERR_CONNECTION_REFUSED" in str(m.fields["error"])
+
+
+def test_config_accepts_browser_engine(tmp_path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    root = Section({"webmail": [{"name": "m", "url": "https://127.0.0.1/",
+                                 "engine": "browser"}]}, str(tmp_path / "prober.toml"))
+    [t] = parse_webmail(root)
+    assert t.engine == "browser"
+    root = Section({"webmail": [{"name": "m", "url": "https://127.0.0.1/", "engine": "browser",
+                                 "ca_file": str(ca)}]}, str(tmp_path / "prober.toml"))
+    with pytest.raises(Exception, match="ca_file"):
+        parse_webmail(root)
+
+
+def test_config_names_the_extra_when_playwright_is_missing(tmp_path, monkeypatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "playwright" else real(name, *a))
+    root = Section({"webmail": [{"name": "m", "url": "https://127.0.0.1/",
+                                 "engine": "browser"}]}, str(tmp_path / "prober.toml"))
+    with pytest.raises(Exception, match=r"webmail\[0\]\.engine.*pip install 'prober\[browser\]'"):
+        parse_webmail(root)
