@@ -24,7 +24,6 @@ from prober.localstack.ports import free_port, wait_port
 
 DOMAIN = "example.test"
 OTHER_DOMAIN = "other.test"
-HOSTNAME = "mail.example.test"
 HOLD_HEADER = "X-Prober-Test-Hold"
 MAILBOX_UID = 65534
 
@@ -36,10 +35,11 @@ PACKAGES = {"postfix": "postfix", "dovecot": "dovecot-imapd",
 class User:
     name: str
     password: str
+    domain: str = DOMAIN  # set by the stack the user lives on
 
     @property
     def address(self) -> str:
-        return self.name if "@" in self.name else f"{self.name}@{DOMAIN}"
+        return self.name if "@" in self.name else f"{self.name}@{self.domain}"
 
 
 @dataclass
@@ -52,8 +52,15 @@ class MailStack:
     idle: bool = True  # False: Dovecot does not announce IDLE (poll-fallback tests)
     workdir: Path | None = None
     host: str = "127.0.0.1"
+    # Two stacks make two providers: each its own domain, and mail for the other's domain
+    # relayed over SMTP to its port 25-style listener (relay = {domain: smtp_port}).
+    domain: str = DOMAIN
+    relay: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.hostname = f"mail.{self.domain}"
+        for user in self.users:
+            user.domain = self.domain
         self._own_dir = self.workdir is None
         self.dir = Path(self.workdir or tempfile.mkdtemp(prefix="prober-mail-"))
         self.submission_port = free_port()
@@ -178,7 +185,7 @@ class MailStack:
         md = self.maildir(user)
         for sub in ("tmp", "new", "cur"):
             (md / sub).mkdir(parents=True, exist_ok=True)
-        name = f"{time.time_ns()}.prober-test.{HOSTNAME}"
+        name = f"{time.time_ns()}.prober-test.{self.hostname}"
         target = md / ("cur" if flags else "new") / (f"{name}:2,{flags}" if flags else name)
         target.write_bytes(message)
         for p in (md, *md.parents[:1]):
@@ -193,23 +200,27 @@ class MailStack:
                     smtp_tls: str = "starttls", routes: list[tuple[str, str, str]] | None = None,
                     extra: str = "") -> str:
         """A probes.toml for this stack; passwords come from PROBER_TEST_<USER> variables."""
-        smtp_port = self.submission_port if smtp_tls == "starttls" else self.submissions_port
-        imap_port = self.imap_port if imap_tls == "starttls" else self.imaps_port
         routes = routes or [("alice-to-bob", "alice", "bob")]
         out = [f'[vantage]\nname = "{vantage}"\nstate_dir = "{self.dir / "state"}"\n']
-        for u in self.users:
-            out.append(
-                f'[[mailbox]]\nname = "{u.name}"\naddress = "{u.address}"\n'
-                f'password_env = "{self.password_env(u.name)}"\n'
-                f'[mailbox.smtp]\nhost = "{self.host}"\nport = {smtp_port}\n'
-                f'tls = "{smtp_tls}"\nca_file = "{self.cert_file}"\n'
-                f'[mailbox.imap]\nhost = "{self.host}"\nport = {imap_port}\n'
-                f'tls = "{imap_tls}"\nca_file = "{self.cert_file}"\n')
+        out.extend(self.mailbox_toml(u.name, smtp_tls, imap_tls) for u in self.users)
         for name, src, dst in routes:
             out.append(f'[[route]]\nname = "{name}"\nfrom = "{src}"\nto = "{dst}"\n'
                        f'direction = "internal"\n')
         out.append(extra)
         return "\n".join(out)
+
+    def mailbox_toml(self, user: str, smtp_tls: str = "starttls",
+                     imap_tls: str = "starttls") -> str:
+        """One [[mailbox]] of this stack, e.g. to combine two stacks in one probes.toml."""
+        u = self.user(user)
+        smtp_port = self.submission_port if smtp_tls == "starttls" else self.submissions_port
+        imap_port = self.imap_port if imap_tls == "starttls" else self.imaps_port
+        return (f'[[mailbox]]\nname = "{u.name}"\naddress = "{u.address}"\n'
+                f'password_env = "{self.password_env(u.name)}"\n'
+                f'[mailbox.smtp]\nhost = "{self.host}"\nport = {smtp_port}\n'
+                f'tls = "{smtp_tls}"\nca_file = "{self.cert_file}"\n'
+                f'[mailbox.imap]\nhost = "{self.host}"\nport = {imap_port}\n'
+                f'tls = "{imap_tls}"\nca_file = "{self.cert_file}"\n')
 
     @staticmethod
     def password_env(user: str) -> str:
@@ -225,9 +236,9 @@ class MailStack:
         if self.cert_file.exists():
             return
         self._run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
-                   "-subj", f"/CN={HOSTNAME}", "-keyout", str(tls / "key.pem"),
+                   "-subj", f"/CN={self.hostname}", "-keyout", str(tls / "key.pem"),
                    "-out", str(self.cert_file), "-addext",
-                   f"subjectAltName=DNS:{HOSTNAME},DNS:localhost,IP:{self.host}"],
+                   f"subjectAltName=DNS:{self.hostname},DNS:localhost,IP:{self.host}"],
                   "openssl req")
         (tls / "key.pem").chmod(0o600)
 
@@ -260,7 +271,7 @@ state_dir = {d / "state"}
 log_path = {self.dir / "dovecot.log"}
 protocols = imap lmtp
 listen = {self.host}
-hostname = {HOSTNAME}
+hostname = {self.hostname}
 ssl = required
 ssl_cert = <{self.cert_file}
 ssl_key = <{self.dir / "tls" / "key.pem"}
@@ -336,11 +347,19 @@ service stats {{
   }}
 }}
 protocol lmtp {{
-  postmaster_address = postmaster@{DOMAIN}
+  postmaster_address = postmaster@{self.domain}
 }}
 """)
 
     def _write_postfix(self) -> None:
+        # OTHER_DOMAIN is local too (a second domain at one provider), unless another stack
+        # serves it and mail for it is relayed there.
+        local_domains = " ".join(
+            [self.domain] + ([OTHER_DOMAIN] if OTHER_DOMAIN not in (self.domain, *self.relay)
+                             else []))
+        transports = ("transport_maps = inline:{" + ", ".join(
+            f"{d}=smtp:[{self.host}]:{port}" for d, port in self.relay.items()) + "}"
+            if self.relay else "")
         pf = self.postfix_dir
         pf.mkdir(parents=True, exist_ok=True)
         data = self.dir / "postfix-data"
@@ -357,9 +376,9 @@ queue_directory = {self.queue_dir}
 data_directory = {data}
 mail_owner = postfix
 setgid_group = postdrop
-myhostname = {HOSTNAME}
-mydomain = {DOMAIN}
-myorigin = {DOMAIN}
+myhostname = {self.hostname}
+mydomain = {self.domain}
+myorigin = {self.domain}
 mydestination =
 inet_interfaces = {self.host}
 inet_protocols = ipv4
@@ -368,7 +387,8 @@ alias_maps =
 alias_database =
 maillog_file = {self.dir / "postfix.log"}
 maillog_file_prefixes = {self.dir}
-virtual_mailbox_domains = {DOMAIN} {OTHER_DOMAIN}
+virtual_mailbox_domains = {local_domains}
+{transports}
 virtual_transport = lmtp:unix:private/dovecot-lmtp
 recipient_delimiter = +
 smtpd_banner = $myhostname ESMTP
