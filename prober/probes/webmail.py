@@ -454,19 +454,29 @@ async def probe_webmail(target: WebmailTarget, profile: Profile, vantage: str,
         "error": one_line(error) if error else None,
         "failed_detail": one_line("; ".join(loader.failures)) if loader.failures else None,
         "elapsed_s": elapsed,
-        "timeout_s": timeout,
-        "threshold_s": profile.threshold_s,
-        "contract_class": profile.contract_class,
-        "link_down_kbps": profile.down_kbps,
-        "link_up_kbps": profile.up_kbps,
-        "link_rtt_s": profile.rtt_s,
         "host_rtt_s": link.host_rtt_s,
         "cpu_s": cpu_s,
-        "engine": ENGINE,
     }
+    return [load_point(target, profile, vantage, outcome, fields, timeout, ENGINE, started_ns)]
+
+
+def load_point(target: WebmailTarget, profile: Profile, vantage: str, outcome: str,
+               fields: dict[str, float | int | str | bool | None], timeout_s: float,
+               engine: str, started_ns: int) -> Measurement:
+    """The `webmail_load` point of either engine: the load's own fields plus what the
+    schema requires of every load (the profile's line, the contract's limit, the timeout
+    a failed load counts at), under the same tags."""
+    fields = {**fields,
+              "timeout_s": timeout_s,
+              "threshold_s": profile.threshold_s,
+              "contract_class": profile.contract_class,
+              "link_down_kbps": profile.down_kbps,
+              "link_up_kbps": profile.up_kbps,
+              "link_rtt_s": profile.rtt_s,
+              "engine": engine}
     tags = {"vantage": vantage, "target": target.name, "profile": profile.name,
             "outcome": outcome}
-    return [Measurement(MEASUREMENT, tags, fields, started_ns)]
+    return Measurement(MEASUREMENT, tags, fields, started_ns)
 
 
 def judged_seconds(m: Measurement) -> float:

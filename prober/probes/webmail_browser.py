@@ -236,7 +236,7 @@ async def probe_webmail_browser(target: WebmailTarget, profile: Profile, vantage
                                 timeout_s: float | None = None) -> list[Measurement]:
     """One cold load of `target` in Chromium over `profile`'s throttling: one
     `webmail_load` point (engine "browser"). Never raises: each failure is an outcome."""
-    from prober.probes.webmail import MEASUREMENT  # loaded already: it delegates here
+    from prober.probes.webmail import load_point  # loaded already: it delegates here
 
     timeout = timeout_s if timeout_s is not None else target.timeout_for(profile)
     timeout_ms = timeout * 1000.0
@@ -391,15 +391,6 @@ async def probe_webmail_browser(target: WebmailTarget, profile: Profile, vantage
         "error": one_line(error) if error else None,
         "elapsed_s": end - (load_t0 if load_t0 is not None else t0),
         "launch_s": (load_t0 - t0) if load_t0 is not None else None,
-        "timeout_s": timeout,
-        "threshold_s": profile.threshold_s,
-        "contract_class": profile.contract_class,
-        "link_down_kbps": profile.down_kbps,
-        "link_up_kbps": profile.up_kbps,
-        "link_rtt_s": profile.rtt_s,
         "cpu_s": cpu_s,
-        "engine": ENGINE,
     }
-    tags = {"vantage": vantage, "target": target.name, "profile": profile.name,
-            "outcome": outcome}
-    return [Measurement(MEASUREMENT, tags, fields, started_ns)]
+    return [load_point(target, profile, vantage, outcome, fields, timeout, ENGINE, started_ns)]
