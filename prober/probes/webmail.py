@@ -438,10 +438,6 @@ async def probe_webmail(target: WebmailTarget, profile: Profile, vantage: str,
         "html_s": page.html_s if page else None,
         "load_s": load_s,
         "login_s": login_s,
-        # the figure held against the contract: the page, or the inbox after the login
-        # when that took longer (both are pages the customer waits for)
-        "open_s": (max(v for v in (load_s, login_s) if v is not None)
-                   if outcome == "ok" and load_s is not None else None),
         "login_status": login_status,
         "bytes": link.bytes_down,
         "bytes_up": link.bytes_up,
@@ -466,7 +462,12 @@ def load_point(target: WebmailTarget, profile: Profile, vantage: str, outcome: s
     """The `webmail_load` point of either engine: the load's own fields plus what the
     schema requires of every load (the profile's line, the contract's limit, the timeout
     a failed load counts at), under the same tags."""
+    load_s, login_s = fields.get("load_s"), fields.get("login_s")
+    times = [float(v) for v in (load_s, login_s) if isinstance(v, int | float)]
     fields = {**fields,
+              # the figure held against the contract: the page, or the inbox after the
+              # login when that took longer (both are pages the customer waits for)
+              "open_s": max(times) if outcome == "ok" and load_s is not None else None,
               "timeout_s": timeout_s,
               "threshold_s": profile.threshold_s,
               "contract_class": profile.contract_class,

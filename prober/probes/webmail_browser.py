@@ -377,8 +377,6 @@ async def probe_webmail_browser(target: WebmailTarget, profile: Profile, vantage
         "html_s": html_s,
         "load_s": load_s if outcome == "ok" or phase == "login" else None,
         "login_s": login_s,
-        "open_s": (max(v for v in (load_s, login_s) if v is not None)
-                   if outcome == "ok" and load_s is not None else None),
         "login_status": login_status,
         "bytes": net.bytes,
         "requests": net.requests,

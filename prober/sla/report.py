@@ -266,6 +266,17 @@ def _threshold_lines(lines: list[tuple[float, str]], left: int, top: int, w: flo
     return out
 
 
+def _legend(series: list, left: int, height: int) -> list[str]:
+    """A colour box and the name of each series, in a row under the chart."""
+    out, x = [], left
+    for name, color, _ in series:
+        out.append(f'<rect x="{x}" y="{height - 16}" width="10" height="10" '
+                   f'fill="{color}"/><text x="{x + 14}" y="{height - 7}" class="a">'
+                   f'{_e(name)}</text>')
+        x += 20 + 8 * len(name)
+    return out
+
+
 def _svg_bars(title: str, labels: list[str], series: list[tuple[str, str, list[float]]],
               lines: list[tuple[float, str]] = (), vlines: list[tuple[float, str]] = (),
               unit: str = "", width: int = 1000, height: int = 260) -> str:
@@ -299,12 +310,7 @@ def _svg_bars(title: str, labels: list[str], series: list[tuple[str, str, list[f
         x = left + index * bw
         out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + h}" class="l"/>'
                    f'<text x="{x + 4:.1f}" y="{top + 12}" class="lt">{_e(text)}</text>')
-    legend_x = left
-    for name, color, _ in series:
-        out.append(f'<rect x="{legend_x}" y="{height - 16}" width="10" height="10" '
-                   f'fill="{color}"/><text x="{legend_x + 14}" y="{height - 7}" class="a">'
-                   f'{_e(name)}</text>')
-        legend_x += 20 + 8 * len(name)
+    out.extend(_legend(series, left, height))
     out.append("</svg>")
     return "".join(out)
 
@@ -324,7 +330,6 @@ def _svg_lines(title: str, labels: list[str], series: list[tuple[str, str, list[
             out.append(f'<text x="{left + i * step:.1f}" y="{top + h + 14}" class="a" '
                        f'text-anchor="middle">{_e(label)}</text>')
     out.extend(_threshold_lines(lines, left, top, w, h, ymax))
-    legend_x = left
     for name, color, vs in series:
         pts = [f"{left + i * step:.1f},{top + h - h * v / ymax:.1f}"
                for i, v in enumerate(vs) if v is not None]
@@ -336,10 +341,7 @@ def _svg_lines(title: str, labels: list[str], series: list[tuple[str, str, list[
                 x, y = p.split(",")
                 out.append(f'<circle cx="{x}" cy="{y}" r="3" fill="{color}"><title>'
                            f'{_e(name)} {_e(labels[i])}: {v:.2f} s</title></circle>')
-        out.append(f'<rect x="{legend_x}" y="{height - 16}" width="10" height="10" '
-                   f'fill="{color}"/><text x="{legend_x + 14}" y="{height - 7}" class="a">'
-                   f'{_e(name)}</text>')
-        legend_x += 20 + 8 * len(name)
+    out.extend(_legend(series, left, height))
     out.append("</svg>")
     return "".join(out)
 
