@@ -129,10 +129,14 @@ def test_dovecot_outage_scored_to_the_minute(mail_stack: MailStack, tmp_path: Pa
         wait_for("the first heartbeat",
                  lambda: bool(spool_points(tmp_path, "prober_heartbeat")), 20)
         ready = time.time()
-        boundary = math.ceil((ready + MARGIN_S) / MINUTE_S) * MINUTE_S
+        # the earliest start a tick after the first heartbeat, and over a tick clear of the
+        # minute boundary just before it as well as of the next one
+        start = ready + TICK_S
+        start = max(start, math.floor(start / MINUTE_S) * MINUTE_S + MARGIN_S)
+        boundary = math.ceil(start / MINUTE_S) * MINUTE_S
         # far boundary: the outage now, healthy ticks past the boundary; near: outage after it
-        outage_first = boundary - ready >= TICK_S + OUTAGE_S + START_BUDGET_S + MARGIN_S
-        _sleep_until(ready + TICK_S if outage_first else boundary + MARGIN_S)
+        outage_first = boundary - start >= OUTAGE_S + START_BUDGET_S + MARGIN_S
+        _sleep_until(start if outage_first else boundary + MARGIN_S)
 
         stop_begin = time.time()
         dovecot_stopped = True
