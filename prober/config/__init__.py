@@ -29,6 +29,7 @@ from prober.config.mail import (
 from prober.config.reader import ConfigError, Secret, Section
 from prober.config.sla import SlaSettings, parse_sla
 from prober.config.webmail import WebmailTarget, parse_webmail
+from prober.contract import Contract, resolve
 
 __all__ = ["Config", "ConfigError", "Mailbox", "Route", "Secret", "load", "parse"]
 
@@ -47,6 +48,8 @@ class Config:
     influx: InfluxSettings | None
     webmail: tuple[WebmailTarget, ...]
     sla: SlaSettings
+    # the clauses with `[sla.clauses.*]` applied, resolved once for every reader of a limit
+    contract: Contract
 
 
 def load(path: str | Path) -> Config:
@@ -86,6 +89,7 @@ def parse(data: dict, file: str = "<config>") -> Config:
         if any(r.name == route.name for r in routes):
             raise s.error("name", f"route {route.name!r} is defined twice")
         routes.append(route)
+    sla = parse_sla(root)
     config = Config(
         file=file,
         vantage=vantage,
@@ -98,7 +102,8 @@ def parse(data: dict, file: str = "<config>") -> Config:
         spool=parse_spool(root, vantage.state_dir),
         influx=parse_influx(root),
         webmail=parse_webmail(root),
-        sla=parse_sla(root),
+        sla=sla,
+        contract=resolve(sla.clauses),
     )
     root.check_unknown()
     return config

@@ -36,7 +36,7 @@ def _items(obj: Any) -> list[tuple[str, Any]]:
         v = getattr(obj, f.name)
         if f.name == "endpoint" and dataclasses.is_dataclass(v):
             items.extend(_items(v))  # [mailbox.imap] holds its endpoint's keys directly
-        elif f.name != "file":
+        elif f.name not in ("file", "contract"):  # contract: derived from [sla.clauses]
             items.append((_KEYS.get(f.name, f.name), v))
     return items
 

@@ -1,6 +1,6 @@
 """The judge's settings: `[sla]`, `[sla.clauses.ID]`, `[[sla.maintenance]]`, `[[sla.exclusion]]`.
 
-The clause defaults live in `prober.sla.clauses` (the contract as data); this module only
+The clause defaults live in `prober.contract` (the contract as data); this module only
 checks that an override names a known clause and parameter with a value of the right type.
 """
 
@@ -13,7 +13,7 @@ from types import MappingProxyType
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from prober.config.reader import ConfigError, Section
-from prober.sla.clauses import BY_ID
+from prober.contract import BY_ID
 
 
 @dataclass(frozen=True)

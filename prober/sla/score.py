@@ -22,7 +22,7 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from prober.config.sla import SlaSettings, Window
-from prober.sla.clauses import Clause, with_overrides
+from prober.contract import Clause, with_overrides
 from prober.sla.query import (
     MINUTE_NS,
     CanaryEvent,

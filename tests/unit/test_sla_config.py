@@ -7,7 +7,7 @@ import pytest
 
 from prober.config.reader import ConfigError, Section
 from prober.config.sla import parse_sla
-from prober.sla.clauses import BY_ID, CLAUSES, with_overrides
+from prober.contract import BY_ID, CLAUSES, with_overrides
 
 
 def parse(text: str):

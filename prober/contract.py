@@ -1,6 +1,8 @@
 """The contract's clauses as data: what is promised, in which unit, over which period, and
-what is owed when it is broken. The report iterates over this table; `[sla.clauses.ID]` in
-probes.toml overrides the limits, because contracts differ.
+what is owed when it is broken. `[sla.clauses.ID]` in probes.toml overrides the limits,
+because contracts differ; `resolve()` applies them once, and every reader of a limit (the
+score, `prober check`, the webmail timeout, the `threshold_s` field of each point) asks the
+resolved `Contract`, so an override cannot reach one of them and miss another.
 
 Clauses a probe cannot observe (backup, provisioning, customer service, billing) are listed
 with `measured=False`: the report says "not measured" for them, never a verdict.
@@ -111,3 +113,36 @@ def with_overrides(overrides: Mapping[str, Mapping[str, object]]) -> tuple[Claus
                 params[key] = value  # type: ignore[assignment]
         result.append(replace(clause, params=params, penalty=penalty))
     return tuple(result)
+
+
+PAGE_OPEN_CLAUSES = ("webmail_narrowband", "webmail_broadband")
+
+
+@dataclass(frozen=True)
+class Contract:
+    """The clauses as this deployment's contract states them (defaults plus overrides)."""
+
+    clauses: tuple[Clause, ...] = CLAUSES
+
+    def clause(self, clause_id: str) -> Clause:
+        for c in self.clauses:
+            if c.id == clause_id:
+                return c
+        raise KeyError(clause_id)
+
+    def page_open_clause(self, profile: str) -> Clause | None:
+        """The page-open clause that judges loads on network profile `profile`, if any."""
+        for clause_id in PAGE_OPEN_CLAUSES:
+            c = self.clause(clause_id)
+            if profile in c.names("profiles"):
+                return c
+        return None
+
+    def page_open_limit_s(self, profile: str) -> float | None:
+        """The contract's mean page-open limit for `profile`; None when no clause judges it."""
+        c = self.page_open_clause(profile)
+        return c.num("mean_max_s") if c is not None else None
+
+
+def resolve(overrides: Mapping[str, Mapping[str, object]]) -> Contract:
+    return Contract(with_overrides(overrides))
