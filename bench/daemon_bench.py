@@ -25,7 +25,7 @@ from pathlib import Path
 
 from prober.agent.spool import Spool
 from prober.localstack.mail import MailStack
-from prober.sla.lineproto import parse_line
+from prober.measurement import Measurement
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -81,7 +81,7 @@ def final_outcomes(tmp: Path) -> collections.Counter[str]:
     last: dict[str, str] = {}
     with Spool(tmp / "state" / "prober.db") as spool:
         for line in spool.read_lines(measurement="mail_roundtrip"):
-            p = parse_line(line)
+            p = Measurement.from_line(line)
             last[str(p.fields["canary"])] = str(p.fields["outcome"])
     return collections.Counter(last.values())
 
@@ -101,7 +101,8 @@ def scale(stack: MailStack, rates: list[int], tick_s: float, ticks: int) -> None
             wall = time.monotonic() - t0
             outcomes = final_outcomes(Path(tmp))
             with Spool(Path(tmp) / "state" / "prober.db") as spool:
-                beats = [parse_line(x) for x in spool.read_lines(measurement="prober_heartbeat")]
+                beats = [Measurement.from_line(x)
+                         for x in spool.read_lines(measurement="prober_heartbeat")]
             missed = max((int(b.fields["missed_ticks"]) for b in beats), default=-1)
             ok = (missed == 0 and outcomes.get("delivered", 0) == routes * ticks
                   and sum(outcomes.values()) == routes * ticks)

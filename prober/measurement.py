@@ -6,10 +6,9 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from influxdb_client.client.write.point import Point
-from influxdb_client.domain.write_precision import WritePrecision
+from prober.lineproto import FieldValue, format_line, parse_line
 
-FieldValue = float | int | str | bool
+__all__ = ["FieldValue", "Measurement", "now_ns", "one_line"]
 
 
 def now_ns() -> int:
@@ -38,18 +37,12 @@ class Measurement:
         return {k: v for k, v in self.fields.items() if v is not None}
 
     def to_line(self) -> str:
-        # Escaping of line protocol is subtle (spaces, commas, equals, quotes, backslashes
-        # differ between measurement, tag and field positions): influxdb-client's Point does it.
-        point = Point(self.name)
-        for key, value in sorted(self.tags.items()):
-            if value != "":
-                point.tag(key, value)
-        for key, value in sorted(self.present_fields().items()):
-            if isinstance(value, str):
-                value = one_line(value, 2000)
-            point.field(key, value)
-        point.time(self.time_ns, WritePrecision.NS)
-        line = point.to_line_protocol()
-        if not line:
-            raise ValueError(f"measurement {self.name!r} has no fields to write")
-        return line
+        fields = {k: one_line(v, 2000) if isinstance(v, str) else v
+                  for k, v in self.present_fields().items()}
+        return format_line(self.name, self.tags, fields, self.time_ns)
+
+    @classmethod
+    def from_line(cls, line: str) -> Measurement:
+        """The measurement a line of line protocol carries (LineProtocolError if malformed)."""
+        name, tags, fields, time_ns = parse_line(line)
+        return cls(name, tags, dict(fields), time_ns)

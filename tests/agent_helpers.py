@@ -8,7 +8,7 @@ from pathlib import Path
 
 from prober.agent.spool import Spool
 from prober.localstack.mail import MailStack
-from prober.sla.lineproto import Point, parse_line
+from prober.measurement import Measurement
 
 
 def own_state_dir(text: str, stack: MailStack, tmp: Path) -> str:
@@ -18,12 +18,12 @@ def own_state_dir(text: str, stack: MailStack, tmp: Path) -> str:
     return text
 
 
-def spool_points(tmp: Path, measurement: str) -> list[Point]:
+def spool_points(tmp: Path, measurement: str) -> list[Measurement]:
     db = tmp / "state" / "prober.db"
     if not db.exists():
         return []
     with Spool(db) as spool:
-        return [parse_line(line) for line in spool.read_lines(measurement=measurement)]
+        return [Measurement.from_line(line) for line in spool.read_lines(measurement=measurement)]
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout: float) -> None:

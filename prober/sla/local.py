@@ -13,7 +13,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from prober.measurement import FieldValue, Measurement
-from prober.sla.lineproto import Point, parse_line
 from prober.sla.query import (
     DELAY_FIELDS,
     EVENT_OUTCOMES,
@@ -32,28 +31,29 @@ MEASUREMENTS = ("prober_heartbeat", "mail_access", "mail_roundtrip", "webmail_lo
 
 
 class PointsEvidence:
-    def __init__(self, points: Iterable[Point], description: str = "points in memory") -> None:
+    def __init__(self, points: Iterable[Measurement],
+                 description: str = "points in memory") -> None:
         self.description = description
         merged: dict[tuple[str, tuple[tuple[str, str], ...], int], dict[str, FieldValue]] = {}
         for p in points:
             key = (p.name, tuple(sorted((k, v) for k, v in p.tags.items() if v != "")), p.time_ns)
             merged.setdefault(key, {}).update(p.fields)
-        self._by_name: dict[str, list[Point]] = defaultdict(list)
+        self._by_name: dict[str, list[Measurement]] = defaultdict(list)
         for (name, tags, time_ns), fields in merged.items():
-            self._by_name[name].append(Point(name, dict(tags), fields, time_ns))
+            self._by_name[name].append(Measurement(name, dict(tags), fields, time_ns))
         for pts in self._by_name.values():
             pts.sort(key=lambda p: p.time_ns)
 
     @classmethod
     def from_measurements(cls, measurements: Iterable[Measurement]) -> PointsEvidence:
-        return cls((Point(m.name, dict(m.tags), m.present_fields(), m.time_ns)
+        return cls((Measurement(m.name, dict(m.tags), m.present_fields(), m.time_ns)
                     for m in measurements), "measurements in memory")
 
     @classmethod
     def from_lines(cls, lines: Iterable[str], description: str) -> PointsEvidence:
-        return cls((parse_line(line) for line in lines if line.strip()), description)
+        return cls((Measurement.from_line(line) for line in lines if line.strip()), description)
 
-    def _points(self, name: str, start_ns: int, end_ns: int) -> Iterable[Point]:
+    def _points(self, name: str, start_ns: int, end_ns: int) -> Iterable[Measurement]:
         for p in self._by_name.get(name, []):
             if start_ns <= p.time_ns < end_ns:
                 yield p

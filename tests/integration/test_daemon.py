@@ -17,7 +17,7 @@ import pytest
 from prober.agent.spool import Spool
 from prober.localstack.influx import InfluxDB1
 from prober.localstack.mail import HOLD_HEADER, MailStack
-from prober.sla.lineproto import Point
+from prober.measurement import Measurement
 from tests.agent_helpers import own_state_dir, spool_points, wait_for
 
 pytestmark = pytest.mark.integration
@@ -141,7 +141,7 @@ def test_held_canary_late_then_lost_then_corrected(mail_stack: MailStack, tmp_pa
                                                  'direction = "internal"\n' + hold))
     proc = _start(config)
     try:
-        def pending() -> list[Point]:
+        def pending() -> list[Measurement]:
             return sorted((p for p in spool_points(tmp_path, "mail_roundtrip")
                            if p.fields["outcome"] == "pending"), key=lambda p: p.time_ns)
 
