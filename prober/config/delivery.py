@@ -66,11 +66,11 @@ def parse_spool(root: Section, state_dir: str) -> SpoolSettings:
     if s is None:
         return SpoolSettings(path=path, retain=retain)
     spool = SpoolSettings(
-        path=s.str("path", path),
-        max_bytes=s.int("max_bytes", SpoolSettings.max_bytes, minimum=MiB),
-        max_age_s=s.float("max_age_s", SpoolSettings.max_age_s, minimum=60),
-        min_free_bytes=s.int("min_free_bytes", SpoolSettings.min_free_bytes, minimum=0),
-        ballast_bytes=s.int("ballast_bytes", SpoolSettings.ballast_bytes, minimum=0,
+        path=s.text("path", path),
+        max_bytes=s.integer("max_bytes", SpoolSettings.max_bytes, minimum=MiB),
+        max_age_s=s.number("max_age_s", SpoolSettings.max_age_s, minimum=60),
+        min_free_bytes=s.integer("min_free_bytes", SpoolSettings.min_free_bytes, minimum=0),
+        ballast_bytes=s.integer("ballast_bytes", SpoolSettings.ballast_bytes, minimum=0,
                             maximum=1024 * MiB),
         retain=retain,
     )
@@ -83,23 +83,23 @@ def parse_influx(root: Section) -> InfluxSettings | None:
     if s is None:
         return None
     api = s.choice("api", ("v2", "v1"), "v2")
-    url = s.str("url").rstrip("/")
+    url = s.text("url").rstrip("/")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise s.error("url", f"{url!r} must be an http:// or https:// URL with a host")
-    allow_plaintext = s.bool("allow_plaintext", False)
+    allow_plaintext = s.flag("allow_plaintext", False)
     if parts.scheme == "http" and not is_loopback(parts.hostname) and not allow_plaintext:
         raise s.error("url", "http:// sends the token or password in clear text over the "
                       "network; use https://, or set allow_plaintext = true to accept that")
     ca_file = s.existing_file("ca_file")
     common = dict(
         ca_file=ca_file,
-        tls_verify=s.bool("tls_verify", True),
-        batch_size=s.int("batch_size", 5000, minimum=1, maximum=100_000),
-        timeout_s=s.float("timeout_s", 10.0, minimum=0.1),
-        backoff_min_s=s.float("backoff_min_s", 1.0, minimum=0.01),
-        backoff_max_s=s.float("backoff_max_s", 300.0, minimum=0.01),
-        interval_s=s.float("interval_s", 1.0, minimum=0.01),
+        tls_verify=s.flag("tls_verify", True),
+        batch_size=s.integer("batch_size", 5000, minimum=1, maximum=100_000),
+        timeout_s=s.number("timeout_s", 10.0, minimum=0.1),
+        backoff_min_s=s.number("backoff_min_s", 1.0, minimum=0.01),
+        backoff_max_s=s.number("backoff_max_s", 300.0, minimum=0.01),
+        interval_s=s.number("interval_s", 1.0, minimum=0.01),
     )
     if common["backoff_max_s"] < common["backoff_min_s"]:  # type: ignore[operator]
         raise s.error("backoff_max_s", f"must be >= backoff_min_s ({common['backoff_min_s']})")
@@ -110,8 +110,8 @@ def parse_influx(root: Section) -> InfluxSettings | None:
                 raise s.error(key, 'belongs to api = "v1"; for "v2" use bucket, org and token')
         influx = InfluxSettings(
             api=api, url=url,
-            bucket=s.str("bucket"),
-            org=s.str("org", "-"),
+            bucket=s.text("bucket"),
+            org=s.text("org", "-"),
             token=s.secret("token", required=False),
             **common,  # type: ignore[arg-type]
         )
@@ -120,7 +120,7 @@ def parse_influx(root: Section) -> InfluxSettings | None:
             if s.has(key):
                 raise s.error(key, 'belongs to api = "v2"; for "v1" use database, '
                               "retention_policy, username and password")
-        username = s.str("username", None)
+        username = s.text("username", None)
         password = s.secret("password", required=False)
         if password is not None and username is None:
             raise s.error("username", "is required when a password is given")
@@ -129,8 +129,8 @@ def parse_influx(root: Section) -> InfluxSettings | None:
                           f"password_credential is required with username = {username!r}")
         influx = InfluxSettings(
             api=api, url=url,
-            database=s.str("database"),
-            retention_policy=s.str("retention_policy", None),
+            database=s.text("database"),
+            retention_policy=s.text("retention_policy", None),
             username=username,
             password=password,
             **common,  # type: ignore[arg-type]

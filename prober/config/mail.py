@@ -97,7 +97,7 @@ def default_state_dir() -> str:
 
 
 def _name(section: Section, key: str) -> str:
-    value = section.str(key)
+    value = section.text(key)
     if not _NAME.match(value):
         raise section.error(key, f"{value!r} must be 1-64 letters, digits, '.', '_' or '-'")
     return value
@@ -106,7 +106,7 @@ def _name(section: Section, key: str) -> str:
 def parse_vantage(root: Section) -> Vantage:
     s = root.table("vantage", required=True)
     assert s is not None
-    vantage = Vantage(name=_name(s, "name"), state_dir=s.str("state_dir", default_state_dir()))
+    vantage = Vantage(name=_name(s, "name"), state_dir=s.text("state_dir", default_state_dir()))
     s.check_unknown()
     return vantage
 
@@ -118,11 +118,11 @@ def _endpoint(s: Section, default_port: dict[str, int], allow_plaintext: bool) -
                       "allow_plaintext = true on the mailbox to accept that")
     ca_file = s.existing_file("ca_file")
     ep = Endpoint(
-        host=s.str("host"),
-        port=s.int("port", default_port[tls], minimum=1, maximum=65535),
+        host=s.text("host"),
+        port=s.integer("port", default_port[tls], minimum=1, maximum=65535),
         tls=tls,
         ca_file=ca_file,
-        tls_verify=s.bool("tls_verify", True),
+        tls_verify=s.flag("tls_verify", True),
     )
     s.check_unknown()
     return ep
@@ -130,10 +130,10 @@ def _endpoint(s: Section, default_port: dict[str, int], allow_plaintext: bool) -
 
 def parse_mailbox(s: Section) -> Mailbox:
     name = _name(s, "name")
-    address = s.str("address")
+    address = s.text("address")
     if "@" not in address:
         raise s.error("address", f"{address!r} is not an email address")
-    allow_plaintext = s.bool("allow_plaintext", False)
+    allow_plaintext = s.flag("allow_plaintext", False)
     if s.has("password"):
         s.secret("password")  # refuses it: an inline password is the first thing to say
     smtp_s = s.table("smtp", required=True)
@@ -147,16 +147,16 @@ def parse_mailbox(s: Section) -> Mailbox:
     junk = imap_s.data.get("junk_folder", "Junk")
     imap = ImapSettings(
         endpoint=imap_ep,
-        folder=imap_s.str("folder", "INBOX"),
-        junk_folder=imap_s.str("junk_folder", "Junk") if junk != "" else None,
-        trash_folder=imap_s.str("trash_folder", "Trash"),
-        idle=imap_s.bool("idle", True),
+        folder=imap_s.text("folder", "INBOX"),
+        junk_folder=imap_s.text("junk_folder", "Junk") if junk != "" else None,
+        trash_folder=imap_s.text("trash_folder", "Trash"),
+        idle=imap_s.flag("idle", True),
     )
     mailbox = Mailbox(
         name=name,
         address=address,
-        user=s.str("user", address),
-        password=s.secret("password"),  # type: ignore[arg-type]
+        user=s.text("user", address),
+        password=s.secret("password"),
         smtp=smtp,
         imap=imap,
     )
@@ -167,15 +167,15 @@ def parse_mailbox(s: Section) -> Mailbox:
 def parse_route(s: Section, mailboxes: dict[str, Mailbox]) -> Route:
     route = Route(
         name=_name(s, "name"),
-        sender=s.str("from"),
-        recipient=s.str("to"),
+        sender=s.text("from"),
+        recipient=s.text("to"),
         direction=s.choice("direction", DIRECTIONS),
     )
     for key, ref in (("from", route.sender), ("to", route.recipient)):
         if ref not in mailboxes:
             known = ", ".join(sorted(mailboxes)) or "none defined"
             raise s.error(key, f"no mailbox named {ref!r} (known: {known})")
-    domains = s.str_list("provider_domains", None)
+    domains = s.text_list("provider_domains", None)
     if domains is None:
         # The provider under contract is the sender's for outbound, the recipient's otherwise.
         mb = mailboxes[route.sender if route.direction == "outbound" else route.recipient]
@@ -195,7 +195,7 @@ _HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # RFC 5322 field name: printable, no 
 
 
 def _headers(s: Section) -> tuple[tuple[str, str], ...]:
-    headers = s.str_map("headers")
+    headers = s.text_map("headers")
     for name, value in headers.items():
         if not _HEADER_NAME.match(name):
             raise s.error(f"headers.{name}", "is not a valid header name")
@@ -208,8 +208,8 @@ def parse_timeouts(root: Section) -> Timeouts:
     s = root.table("timeouts")
     if s is None:
         return Timeouts()
-    t = Timeouts(connect_s=s.float("connect_s", 10.0, minimum=0.1),
-                 command_s=s.float("command_s", 30.0, minimum=0.1))
+    t = Timeouts(connect_s=s.number("connect_s", 10.0, minimum=0.1),
+                 command_s=s.number("command_s", 30.0, minimum=0.1))
     s.check_unknown()
     return t
 
@@ -219,13 +219,13 @@ def parse_canary(root: Section) -> CanarySettings:
     if s is None:
         return CanarySettings()
     c = CanarySettings(
-        late_after_s=s.float("late_after_s", 3600.0, minimum=1),
-        lost_after_s=s.float("lost_after_s", 14400.0, minimum=1),
+        late_after_s=s.number("late_after_s", 3600.0, minimum=1),
+        lost_after_s=s.number("lost_after_s", 14400.0, minimum=1),
         cleanup=s.choice("cleanup", CLEANUP_MODES, "delete"),
-        idle_renew_s=s.float("idle_renew_s", 240.0, minimum=5, maximum=1740),
-        poll_s=s.float("poll_s", 10.0, minimum=0.05),
-        junk_poll_s=s.float("junk_poll_s", 60.0, minimum=0.05),
-        sweep_after_s=s.float("sweep_after_s", 86400.0, minimum=60),
+        idle_renew_s=s.number("idle_renew_s", 240.0, minimum=5, maximum=1740),
+        poll_s=s.number("poll_s", 10.0, minimum=0.05),
+        junk_poll_s=s.number("junk_poll_s", 60.0, minimum=0.05),
+        sweep_after_s=s.number("sweep_after_s", 86400.0, minimum=60),
         headers=_headers(s),
     )
     if c.lost_after_s <= c.late_after_s:
@@ -239,9 +239,9 @@ def parse_check(root: Section) -> CheckSettings:
     if s is None:
         return CheckSettings()
     c = CheckSettings(
-        warning_s=s.float("warning_s", 60.0, minimum=0),
-        critical_s=s.float("critical_s", 3600.0, minimum=0),
-        wait_s=s.float("wait_s", 120.0, minimum=1),
+        warning_s=s.number("warning_s", 60.0, minimum=0),
+        critical_s=s.number("critical_s", 3600.0, minimum=0),
+        wait_s=s.number("wait_s", 120.0, minimum=1),
     )
     if c.critical_s < c.warning_s:
         raise s.error("critical_s", f"must be >= warning_s ({c.warning_s})")

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import enum
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, Literal, cast, overload
 
-T = TypeVar("T")
-_REQUIRED: Any = object()
+
+class _Required(enum.Enum):
+    """The marker for "no default given": the key must be present."""
+
+    REQUIRED = enum.auto()
+
+
+_REQUIRED: Final = _Required.REQUIRED
 
 
 class ConfigError(Exception):
@@ -68,7 +75,7 @@ class Section:
     def has(self, name: str) -> bool:
         return name in self.data
 
-    def _get(self, name: str, default: Any, kinds: tuple[type, ...], kind_name: str) -> Any:
+    def _get(self, name: str, default: object, kinds: tuple[type, ...], kind_name: str) -> Any:
         self._used.add(name)
         if name not in self.data:
             if default is _REQUIRED:
@@ -82,24 +89,46 @@ class Section:
             raise self.error(name, f"must be {kind_name}, got {type(value).__name__} {value!r}")
         return value
 
-    def str(self, name: str, default: Any = _REQUIRED) -> Any:
+    # Each getter: required when no default is given; `default=None` makes it optional and
+    # the result `... | None`; any other default is returned as is when the key is absent.
+
+    @overload
+    def text(self, name: str, default: str | _Required = _REQUIRED) -> str: ...
+    @overload
+    def text(self, name: str, default: None) -> str | None: ...
+
+    def text(self, name: str, default: str | _Required | None = _REQUIRED) -> str | None:
         value = self._get(name, default, (str,), "a string")
         if value is not default and value == "":
             raise self.error(name, "must not be empty")
-        return value
+        return cast("str | None", value)
 
-    def int(self, name: str, default: Any = _REQUIRED, minimum: int | None = None,
-            maximum: int | None = None) -> Any:
+    @overload
+    def integer(self, name: str, default: int | _Required = _REQUIRED,
+                minimum: int | None = None, maximum: int | None = None) -> int: ...
+    @overload
+    def integer(self, name: str, default: None, minimum: int | None = None,
+                maximum: int | None = None) -> int | None: ...
+
+    def integer(self, name: str, default: int | _Required | None = _REQUIRED,
+                minimum: int | None = None, maximum: int | None = None) -> int | None:
         value = self._get(name, default, (int,), "an integer")
         if value is not None and value is not default:
             self._check_range(name, value, minimum, maximum)
-        return value
+        return cast("int | None", value)
 
-    def float(self, name: str, default: Any = _REQUIRED, minimum: float | None = None,
-              maximum: float | None = None) -> Any:
+    @overload
+    def number(self, name: str, default: float | _Required = _REQUIRED,
+               minimum: float | None = None, maximum: float | None = None) -> float: ...
+    @overload
+    def number(self, name: str, default: None, minimum: float | None = None,
+               maximum: float | None = None) -> float | None: ...
+
+    def number(self, name: str, default: float | _Required | None = _REQUIRED,
+               minimum: float | None = None, maximum: float | None = None) -> float | None:
         value = self._get(name, default, (int, float), "a number")
         if value is None or value is default:
-            return value
+            return cast("float | None", value)
         self._check_range(name, value, minimum, maximum)
         return float(value)
 
@@ -110,20 +139,38 @@ class Section:
         if maximum is not None and value > maximum:
             raise self.error(name, f"must be <= {maximum}, got {value}")
 
-    def bool(self, name: str, default: Any = _REQUIRED) -> Any:
-        return self._get(name, default, (bool,), "true or false")
+    @overload
+    def flag(self, name: str, default: bool | _Required = _REQUIRED) -> bool: ...
+    @overload
+    def flag(self, name: str, default: None) -> bool | None: ...
 
-    def choice(self, name: str, choices: Iterable[str], default: Any = _REQUIRED) -> Any:
+    def flag(self, name: str, default: bool | _Required | None = _REQUIRED) -> bool | None:
+        return cast("bool | None", self._get(name, default, (bool,), "true or false"))
+
+    @overload
+    def choice(self, name: str, choices: Iterable[str],
+               default: str | _Required = _REQUIRED) -> str: ...
+    @overload
+    def choice(self, name: str, choices: Iterable[str], default: None) -> str | None: ...
+
+    def choice(self, name: str, choices: Iterable[str],
+               default: str | _Required | None = _REQUIRED) -> str | None:
         options = list(choices)
-        value = self.str(name, default)
+        value = self.text(name, default)
         if value is not default and value not in options:
             raise self.error(name, f"must be one of {', '.join(options)}; got {value!r}")
         return value
 
-    def str_list(self, name: str, default: Any = _REQUIRED) -> Any:
+    @overload
+    def text_list(self, name: str, default: list[str] | _Required = _REQUIRED) -> list[str]: ...
+    @overload
+    def text_list(self, name: str, default: None) -> list[str] | None: ...
+
+    def text_list(self, name: str,
+                  default: list[str] | _Required | None = _REQUIRED) -> list[str] | None:
         value = self._get(name, default, (list,), "a list of strings")
         if value is default:
-            return value
+            return cast("list[str] | None", value)
         for i, item in enumerate(value):
             if not isinstance(item, str) or not item:
                 raise self.error(f"{name}[{i}]", f"must be a non-empty string, got {item!r}")
@@ -132,7 +179,7 @@ class Section:
     def existing_file(self, name: str) -> str | None:
         """A path to a file that must exist; relative paths are from the config file's
         folder, so a config and its CA file or secrets can move together."""
-        value = self.str(name, None)
+        value = self.text(name, None)
         if value is None:
             return None
         path = Path(value)
@@ -142,7 +189,7 @@ class Section:
             raise self.error(name, f"no such file: {path}")
         return str(path)
 
-    def str_map(self, name: str) -> dict[str, str]:
+    def text_map(self, name: str) -> dict[str, str]:
         """A table of string values, e.g. extra headers; {} when absent."""
         self._used.add(name)
         value = self.data.get(name, {})
@@ -171,8 +218,10 @@ class Section:
             raise self.error(name, "must be an array of tables ([[" + name + "]])")
         return [Section(item, self.file, f"{self.key(name)}[{i}]") for i, item in enumerate(value)]
 
-    def each(self, name: str, build: Callable[[Section], T]) -> list[T]:
-        return [build(s) for s in self.tables(name)]
+    @overload
+    def secret(self, stem: str, required: Literal[True] = True) -> Secret: ...
+    @overload
+    def secret(self, stem: str, required: bool) -> Secret | None: ...
 
     def secret(self, stem: str, required: bool = True) -> Secret | None:
         """A secret named by `<stem>_env`, `<stem>_file` or `<stem>_credential`, never inline.
@@ -197,7 +246,7 @@ class Section:
                              f"{stem}_credential")
         source = given[0]
         key = f"{stem}_{source}"
-        ref = self.str(key)
+        ref = self.text(key)
         if source == "env":
             value = os.environ.get(ref)
             if value is None:

@@ -46,7 +46,7 @@ def parse_sla(root: Section) -> SlaSettings:
     s = root.table("sla")
     if s is None:
         return SlaSettings()
-    timezone = s.str("timezone", "UTC")
+    timezone = s.text("timezone", "UTC")
     try:
         tz = ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
@@ -60,13 +60,13 @@ def parse_sla(root: Section) -> SlaSettings:
         quorum = quorum_raw
     else:
         raise s.error("quorum", f'must be "majority" or a whole number >= 1, got {quorum_raw!r}')
-    mailboxes = s.str_list("mailboxes", None)
+    mailboxes = s.text_list("mailboxes", None)
     settings = SlaSettings(
         timezone=timezone,
         quorum=quorum,
-        min_coverage=s.float("min_coverage", 0.99, minimum=0.0, maximum=1.0),
+        min_coverage=s.number("min_coverage", 0.99, minimum=0.0, maximum=1.0),
         mailboxes=tuple(mailboxes) if mailboxes is not None else None,
-        webmail_timeout_s=s.float("webmail_timeout_s", None, minimum=0.001),
+        webmail_timeout_s=s.number("webmail_timeout_s", None, minimum=0.001),
         clauses=MappingProxyType(_clause_overrides(s)),
         maintenance=tuple(_window(w, tz) for w in s.tables("maintenance")),
         exclusions=tuple(_window(w, tz) for w in s.tables("exclusion")),
@@ -89,18 +89,18 @@ def _clause_overrides(s: Section) -> dict[str, Mapping[str, object]]:
         values: dict[str, object] = {}
         for key in c.data:
             if key == "penalty":
-                values[key] = c.str(key)
+                values[key] = c.text(key)
             elif key not in clause.params:
                 known = ", ".join([*clause.params, "penalty"])
                 raise c.error(key, f"clause {clause_id} has no such setting (known: {known})")
             else:
                 default = clause.params[key]
                 if isinstance(default, tuple):
-                    values[key] = tuple(c.str_list(key))
+                    values[key] = tuple(c.text_list(key))
                 elif isinstance(default, int) and not isinstance(default, bool):
-                    values[key] = c.int(key, minimum=0)
+                    values[key] = c.integer(key, minimum=0)
                 else:
-                    values[key] = c.float(key, minimum=0.0)
+                    values[key] = c.number(key, minimum=0.0)
         c.check_unknown()
         result[clause_id] = MappingProxyType(values)
     table.check_unknown()
@@ -112,7 +112,7 @@ def _window(w: Section, tz: ZoneInfo) -> Window:
     end = _datetime(w, "end", tz)
     if end <= start:
         raise w.error("end", f"must be after start ({start.isoformat()})")
-    window = Window(start=start, end=end, reason=w.str("reason"))
+    window = Window(start=start, end=end, reason=w.text("reason"))
     w.check_unknown()
     return window
 

@@ -83,9 +83,9 @@ def parse_profiles(root: Section) -> dict[str, Profile]:
         if name in ALIASES:
             raise s.error(name, f"{name!r} is the contract's own word (= preset "
                           f"{ALIASES[name]!r}); name your profile differently")
-        down = p.float("down_kbps", minimum=1)
-        up = p.float("up_kbps", minimum=1)
-        rtt = p.float("rtt_ms", minimum=0, maximum=10000)
+        down = p.number("down_kbps", minimum=1)
+        up = p.number("up_kbps", minimum=1)
+        rtt = p.number("rtt_ms", minimum=0, maximum=10000)
         cls = p.choice("contract_class", (NARROWBAND, BROADBAND), "")
         p.check_unknown()
         profiles[name] = Profile(name, down, up, rtt, cls, preset="",
@@ -95,11 +95,11 @@ def parse_profiles(root: Section) -> dict[str, Profile]:
 
 def _login(s: Section) -> LoginSettings:
     login = LoginSettings(
-        user=s.str("user"),
-        password=s.secret("password"),  # type: ignore[arg-type]
-        user_field=s.str("user_field", None),
-        password_field=s.str("password_field", None),
-        expect_text=s.str("expect_text", None),
+        user=s.text("user"),
+        password=s.secret("password"),
+        user_field=s.text("user_field", None),
+        password_field=s.text("password_field", None),
+        expect_text=s.text("expect_text", None),
     )
     s.check_unknown()
     return login
@@ -110,23 +110,23 @@ def _limits(s: Section | None) -> WebmailLimits:
         return WebmailLimits()
     d = WebmailLimits()
     limits = WebmailLimits(
-        max_requests=s.int("max_requests", d.max_requests, minimum=1, maximum=10000),
-        max_page_bytes=s.int("max_page_bytes", d.max_page_bytes, minimum=1000),
-        max_resource_bytes=s.int("max_resource_bytes", d.max_resource_bytes, minimum=1000),
-        max_total_bytes=s.int("max_total_bytes", d.max_total_bytes, minimum=1000),
-        max_redirects=s.int("max_redirects", d.max_redirects, minimum=0, maximum=50),
+        max_requests=s.integer("max_requests", d.max_requests, minimum=1, maximum=10000),
+        max_page_bytes=s.integer("max_page_bytes", d.max_page_bytes, minimum=1000),
+        max_resource_bytes=s.integer("max_resource_bytes", d.max_resource_bytes, minimum=1000),
+        max_total_bytes=s.integer("max_total_bytes", d.max_total_bytes, minimum=1000),
+        max_redirects=s.integer("max_redirects", d.max_redirects, minimum=0, maximum=50),
     )
     s.check_unknown()
     return limits
 
 
 def parse_target(s: Section, custom: dict[str, Profile]) -> WebmailTarget:
-    name = s.str("name")
-    url = s.str("url")
+    name = s.text("name")
+    url = s.text("url")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise s.error("url", f"{url!r} must be an http:// or https:// URL with a host")
-    names = s.str_list("profiles", list(DEFAULT_PROFILES))
+    names = s.text_list("profiles", list(DEFAULT_PROFILES))
     if not names:
         raise s.error("profiles", "must name at least one profile")
     profiles = []
@@ -141,7 +141,7 @@ def parse_target(s: Section, custom: dict[str, Profile]) -> WebmailTarget:
     login_s = s.table("login")
     # A login over http:// hands the password to every hop on the way: an explicit opt-in,
     # as for the mail endpoints and InfluxDB (loopback excepted: nothing leaves the host).
-    allow_plaintext = s.bool("allow_plaintext", False)
+    allow_plaintext = s.flag("allow_plaintext", False)
     if (login_s is not None and parts.scheme == "http" and not allow_plaintext
             and not is_loopback(parts.hostname or "")):
         raise s.error("url", "the login would send the password unencrypted over http://; "
@@ -159,11 +159,11 @@ def parse_target(s: Section, custom: dict[str, Profile]) -> WebmailTarget:
         name=name,
         url=url,
         profiles=tuple(profiles),
-        interval_s=s.float("interval_s", DEFAULT_INTERVAL_S, minimum=10),
-        timeout_s=s.float("timeout_s", None, minimum=1, maximum=3600),
-        http2=s.bool("http2", True),
-        connections_per_host=s.int("connections_per_host", 6, minimum=1, maximum=64),
-        tls_verify=s.bool("tls_verify", True),
+        interval_s=s.number("interval_s", DEFAULT_INTERVAL_S, minimum=10),
+        timeout_s=s.number("timeout_s", None, minimum=1, maximum=3600),
+        http2=s.flag("http2", True),
+        connections_per_host=s.integer("connections_per_host", 6, minimum=1, maximum=64),
+        tls_verify=s.flag("tls_verify", True),
         ca_file=ca_file,
         login=_login(login_s) if login_s is not None else None,
         limits=_limits(s.table("limits")),
