@@ -96,8 +96,7 @@ def _parse(text: str) -> tuple[str, dict[str, str], dict[str, FieldValue], int]:
         key, pos, stop = _token(text, pos, {"="}, _KEY_ESCAPES)
         if stop != "=" or not key:
             raise ValueError(f"field {key!r} has no value")
-        value, pos = _field_value(text, pos)
-        fields[key] = value
+        fields[key], pos = _field_value(text, pos)
         if pos >= len(text) or text[pos] == " ":
             break
         if text[pos] != ",":
