@@ -23,9 +23,12 @@ import tempfile
 import time
 from pathlib import Path
 
+# the local test servers live under tests/, which is not installed: run from a clone
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from prober.agent.spool import Spool
-from prober.localstack.mail import MailStack
 from prober.measurement import Measurement
+from tests.localstack.mail import MailStack
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")

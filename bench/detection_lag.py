@@ -14,14 +14,18 @@ import asyncio
 import dataclasses
 import os
 import statistics
+import sys
 import tempfile
 from pathlib import Path
 
+# the local test servers live under tests/, which is not installed: run from a clone
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from prober.config import load
-from prober.localstack.mail import MailStack
 from prober.probes.canary import new_canary_id
 from prober.probes.imap import MailboxWatcher
 from prober.probes.roundtrip import send_canary
+from tests.localstack.mail import MailStack
 
 
 async def measure(config, count: int) -> tuple[list[float], list[float], set[str]]:

@@ -20,9 +20,9 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from prober.config.sla import SlaSettings
-from prober.localstack.influx import InfluxDB1
 from prober.sla.query import InfluxEvidence, InfluxTarget
 from prober.sla.score import score
+from tests.localstack.influx import InfluxDB1
 
 VANTAGES = ("v1", "v2", "v3")
 MAILBOXES = [f"m{i}@example.test" for i in range(10)]

@@ -12,15 +12,19 @@ from __future__ import annotations
 
 import argparse
 import sqlite3
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+# the local test servers live under tests/, which is not installed: run from a clone
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from prober.agent.influx import InfluxWriter
 from prober.agent.spool import Spool
 from prober.config.delivery import InfluxSettings, SpoolSettings
-from prober.localstack.influx import InfluxDB1, VictoriaMetrics
 from prober.measurement import Measurement
+from tests.localstack.influx import InfluxDB1, VictoriaMetrics
 
 T0 = 1_795_000_000_000_000_000
 

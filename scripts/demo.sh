@@ -5,4 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/venv.sh
-exec .venv/bin/python -m prober.localstack.demo "$@"
+exec .venv/bin/python -m tests.localstack.demo "$@"

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from prober.agent.spool import Spool
-from prober.localstack.mail import MailStack
 from prober.measurement import Measurement
+from tests.localstack.mail import MailStack
 
 
 def own_state_dir(text: str, stack: MailStack, tmp: Path) -> str:

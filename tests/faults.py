@@ -6,7 +6,7 @@ import contextlib
 import socket
 import threading
 
-from prober.localstack.ports import free_port
+from tests.localstack.ports import free_port
 
 
 class CuttingProxy:

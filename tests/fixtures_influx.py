@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from prober.localstack.influx import InfluxDB1, VictoriaMetrics
+from tests.localstack.influx import InfluxDB1, VictoriaMetrics
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from prober.config import Config, load
-from prober.localstack.mail import MailStack
+from tests.localstack.mail import MailStack
 
 
 @pytest.fixture(scope="session")

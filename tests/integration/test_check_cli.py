@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from prober.config import load
-from prober.localstack.influx import InfluxDB1
-from prober.localstack.mail import MailStack
-from prober.localstack.ports import free_port
 from prober.probes.canary import new_canary_id
 from prober.probes.roundtrip import send_canary
 from tests.agent_helpers import own_state_dir
 from tests.faults import CuttingProxy
 from tests.fixtures_mail import run_prober, write_config
+from tests.localstack.influx import InfluxDB1
+from tests.localstack.mail import MailStack
+from tests.localstack.ports import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from prober.agent.spool import Spool
-from prober.localstack.influx import InfluxDB1
-from prober.localstack.mail import HOLD_HEADER, MailStack
 from prober.measurement import Measurement
 from tests.agent_helpers import own_state_dir, spool_points, wait_for
+from tests.localstack.influx import InfluxDB1
+from tests.localstack.mail import HOLD_HEADER, MailStack
 
 pytestmark = pytest.mark.integration
 ROUTES = [("a-to-b", "alice", "bob"), ("b-to-c", "bob", "carol"), ("c-to-a", "carol", "alice")]

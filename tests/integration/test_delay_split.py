@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from prober.config import Config, load
-from prober.localstack.mail import HOLD_HEADER, MailStack, User
 from prober.probes.canary import new_canary_id
 from prober.probes.imap import MailboxWatcher
 from prober.probes.roundtrip import fate, roundtrip_point, send_canary
+from tests.localstack.mail import HOLD_HEADER, MailStack, User
 
 pytestmark = pytest.mark.integration
 PROVIDER_HOLD_S = 4.0  # at example.test, the provider under contract

@@ -14,8 +14,8 @@ from prober.agent.influx import InfluxWriter
 from prober.agent.spool import Spool, SpoolFull
 from prober.config.delivery import InfluxSettings, MiB, SpoolSettings
 from prober.config.reader import Secret
-from prober.localstack.influx import InfluxDB1, VictoriaMetrics
 from prober.measurement import Measurement
+from tests.localstack.influx import InfluxDB1, VictoriaMetrics
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ import pytest
 from prober.agent.influx import InfluxWriter
 from prober.agent.spool import Spool
 from prober.config.delivery import InfluxSettings, SpoolSettings
-from prober.localstack.influx import InfluxDB1, VictoriaMetrics
 from prober.measurement import Measurement
+from tests.localstack.influx import InfluxDB1, VictoriaMetrics
 
 pytestmark = pytest.mark.integration
 

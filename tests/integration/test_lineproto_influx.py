@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from prober.lineproto import format_line, parse_line
-from prober.localstack.influx import InfluxDB1
+from tests.localstack.influx import InfluxDB1
 
 pytestmark = pytest.mark.integration
 

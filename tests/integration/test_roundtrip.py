@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from prober.config import Config
-from prober.localstack.mail import HOLD_HEADER, MailStack
 from prober.probes.canary import build_message, new_canary_id, recognise
 from prober.probes.imap import MailboxWatcher
 from prober.probes.roundtrip import Sent, fate, roundtrip_point, send_canary
 from tests.fixtures_mail import load_config
+from tests.localstack.mail import HOLD_HEADER, MailStack
 
 pytestmark = pytest.mark.integration
 

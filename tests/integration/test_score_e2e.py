@@ -54,9 +54,9 @@ from click.testing import CliRunner
 
 from prober.agent.scheduler import vantage_offset
 from prober.cli import main as prober_cli
-from prober.localstack.mail import MailStack
 from tests.agent_helpers import own_state_dir, spool_points, wait_for
 from tests.fixtures_mail import run_prober
+from tests.localstack.mail import MailStack
 
 pytestmark = pytest.mark.integration
 

@@ -12,11 +12,11 @@ import pytest
 
 from prober.agent.spool import Spool
 from prober.config.delivery import SpoolSettings
-from prober.localstack.influx import InfluxDB1
 from prober.sla.local import spool_evidence
 from prober.sla.query import InfluxEvidence, InfluxTarget
 from prober.sla.report import to_dict
 from prober.sla.score import BREACH, PASS, score
+from tests.localstack.influx import InfluxDB1
 from tests.sla_scenarios import build
 
 pytestmark = pytest.mark.integration

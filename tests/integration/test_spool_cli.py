@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from prober.commands.deliver import deliver
 from prober.commands.spool import spool
 from prober.config import load
-from prober.localstack.influx import InfluxDB1
 from prober.measurement import Measurement
+from tests.localstack.influx import InfluxDB1
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,8 @@ import pytest
 from prober.agent.influx import InfluxWriter
 from prober.agent.spool import Spool
 from prober.config import load
-from prober.localstack.influx import InfluxDB1
 from prober.measurement import Measurement
+from tests.localstack.influx import InfluxDB1
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from prober.localstack.packages import ensure_packages
+from tests.localstack.packages import ensure_packages
 
 pytestmark = pytest.mark.integration
 

@@ -14,10 +14,10 @@ import pytest
 
 from prober.config.reader import Secret, Section
 from prober.config.webmail import LoginSettings, WebmailTarget, parse_webmail
-from prober.localstack.packages import ensure_packages
-from prober.localstack.ports import free_port
 from prober.probes.throttle import Profile
 from prober.probes.webmail import probe_webmail
+from tests.localstack.packages import ensure_packages
+from tests.localstack.ports import free_port
 from tests.webserver import Reply, Request, WebServer, page
 
 pytestmark = pytest.mark.integration

@@ -13,10 +13,10 @@ import pytest
 from prober.commands.webmail_check import CRITICAL, OK, check_webmail
 from prober.config.reader import Section
 from prober.config.webmail import WebmailLimits, WebmailTarget, parse_webmail
-from prober.localstack.ports import free_port
 from prober.measurement import Measurement
 from prober.probes.throttle import resolve_profile
 from prober.probes.webmail import judged_seconds, probe_webmail
+from tests.localstack.ports import free_port
 from tests.webserver import Reply, Request, WebServer, make_cert, page, server_tls_context
 
 pytestmark = pytest.mark.integration

@@ -1,6 +1,6 @@
 """The quick-start demo: a real Postfix + Dovecot on loopback, and `prober check` against it.
 
-    python -m prober.localstack.demo [--keep] [-- extra prober check options]
+    python -m tests.localstack.demo [--keep] [-- extra prober check options]
 
 Brings the stack up in a temporary directory (installing the Debian packages when
 missing), writes a probes.toml for it with three mailboxes and three internal routes,
@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 
-from prober.localstack.mail import MailStack
+from tests.localstack.mail import MailStack
 
 ROUTES = [("alice-to-bob", "alice", "bob"), ("bob-to-carol", "bob", "carol"),
           ("carol-to-alice", "carol", "alice")]

@@ -19,8 +19,8 @@ from typing import Any
 
 import httpx
 
-from prober.localstack.packages import StackError, ensure_packages
-from prober.localstack.ports import free_port
+from tests.localstack.packages import StackError, ensure_packages
+from tests.localstack.ports import free_port
 
 PACKAGES = {"influxd": "influxdb", "victoria-metrics": "victoria-metrics", "openssl": "openssl"}
 

@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from prober.localstack.packages import StackError, ensure_packages
-from prober.localstack.ports import free_port, wait_port
+from tests.localstack.packages import StackError, ensure_packages
+from tests.localstack.ports import free_port, wait_port
 
 DOMAIN = "example.test"
 OTHER_DOMAIN = "other.test"
