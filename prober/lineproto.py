@@ -69,6 +69,12 @@ def _field(value: FieldValue | None) -> str | None:
     raise TypeError(f"field value {value!r} of type {type(value).__name__} is not supported")
 
 
+def measurement_name(line: str) -> str:
+    """The measurement of a line without parsing the rest (the spool indexes by it)."""
+    name, _, _ = _token(line, 0, {",", " "}, _NAME_ESCAPES)
+    return name
+
+
 def parse_line(line: str) -> tuple[str, dict[str, str], dict[str, FieldValue], int]:
     """(name, tags, fields, time_ns) of one line; LineProtocolError quotes a bad line."""
     text = line.rstrip("\r\n")

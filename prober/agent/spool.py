@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prober.config.delivery import SpoolSettings
+from prober.lineproto import measurement_name
 from prober.measurement import Measurement
 
 log = logging.getLogger("prober.spool")
@@ -121,21 +122,6 @@ class SpoolStats:
     pruned_total: int
     ballast_present: bool
     by_measurement: dict[str, int]
-
-
-def _measurement_name(line: str) -> str:
-    # The measurement is the line's first token up to an unescaped comma or space.
-    i = 0
-    n = len(line)
-    while i < n:
-        c = line[i]
-        if c == "\\":
-            i += 2
-            continue
-        if c in ", ":
-            break
-        i += 1
-    return line[:i].replace("\\,", ",").replace("\\ ", " ").replace("\\\\", "\\")
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
@@ -335,7 +321,7 @@ class Spool:
                 continue
             tail = line.rsplit(" ", 1)[-1]
             time_ns = int(tail) if tail.lstrip("-").isdigit() else now
-            rows.append((_measurement_name(line), time_ns, now, line))
+            rows.append((measurement_name(line), time_ns, now, line))
         return self._insert(rows)
 
     def _insert(self, rows: list[tuple[str, int, int, str]]) -> int:

@@ -9,7 +9,7 @@ import pytest
 from influxdb_client.client.write.point import Point
 from influxdb_client.domain.write_precision import WritePrecision
 
-from prober.lineproto import LineProtocolError, format_line, parse_line
+from prober.lineproto import LineProtocolError, format_line, measurement_name, parse_line
 from prober.measurement import Measurement
 
 
@@ -109,3 +109,9 @@ def test_the_currency_does_not_import_a_client_library() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_measurement_name_unescapes() -> None:
+    assert measurement_name("cpu,host=a v=1") == "cpu"
+    assert measurement_name(r"a\ b\,c v=1") == "a b,c"
+    assert measurement_name("plain") == "plain"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from prober.agent.spool import Spool, SpoolFull, _measurement_name
+from prober.agent.spool import Spool, SpoolFull
 from prober.config.delivery import MiB, SpoolSettings
 from prober.measurement import Measurement
 
@@ -114,12 +114,6 @@ def test_append_lines_takes_measurement_and_timestamp_from_the_line(db: Path) ->
         rows = sp.read_batch(10)
         assert [(r.measurement, r.time_ns == 123) for r in rows] == [
             ("my meas,x", True), ("other", False)]
-
-
-def test_measurement_name_unescapes() -> None:
-    assert _measurement_name("cpu,host=a v=1") == "cpu"
-    assert _measurement_name(r"a\ b\,c v=1") == "a b,c"
-    assert _measurement_name("plain") == "plain"
 
 
 def test_dead_letter_moves_rows_with_reason(db: Path) -> None:
