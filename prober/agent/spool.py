@@ -33,35 +33,11 @@ from pathlib import Path
 from prober.config.delivery import SpoolSettings
 from prober.lineproto import measurement_name
 from prober.measurement import Measurement
+from prober.spoolfile import SCHEMA as _SCHEMA
+from prober.spoolfile import DeadRow, SpoolStats, ballast_path
 
 log = logging.getLogger("prober.spool")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS spool_points (
-    -- AUTOINCREMENT: ids are never reused, so id order is append order even after deletes
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    measurement TEXT NOT NULL,
-    time_ns INTEGER NOT NULL,
-    enqueued_ns INTEGER NOT NULL,
-    line TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS spool_points_measurement_time
-    ON spool_points (measurement, time_ns);
-CREATE TABLE IF NOT EXISTS spool_dead (
-    id INTEGER PRIMARY KEY,
-    measurement TEXT NOT NULL,
-    time_ns INTEGER NOT NULL,
-    enqueued_ns INTEGER NOT NULL,
-    failed_ns INTEGER NOT NULL,
-    status INTEGER,
-    reason TEXT NOT NULL,
-    line TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS spool_counters (
-    name TEXT PRIMARY KEY,
-    value INTEGER NOT NULL
-);
-"""
 
 # How often (appends / seconds) the retention of a store-only spool is enforced: pruning is
 # a few range deletes, but there is no need to do it on every append.
@@ -96,34 +72,6 @@ class SpoolRow:
     line: str
 
 
-@dataclass(frozen=True)
-class DeadRow:
-    id: int
-    measurement: str
-    time_ns: int
-    failed_ns: int
-    status: int | None
-    reason: str
-    line: str
-
-
-@dataclass(frozen=True)
-class SpoolStats:
-    path: str
-    depth: int
-    oldest_age_s: float | None
-    oldest_time_ns: int | None
-    newest_time_ns: int | None
-    used_bytes: int
-    file_bytes: int
-    free_bytes: int
-    dead: int
-    refused_total: int
-    pruned_total: int
-    ballast_present: bool
-    by_measurement: dict[str, int]
-
-
 def _rollback(conn: sqlite3.Connection) -> None:
     # SQLite rolls back by itself on some errors (SQLITE_FULL among them); a second
     # ROLLBACK would then fail and hide the original error.
@@ -138,7 +86,7 @@ class Spool:
     def __init__(self, path: str | Path, settings: SpoolSettings | None = None) -> None:
         self.path = Path(path)
         self.settings = settings or SpoolSettings(path=str(path))
-        self.ballast_path = self.path.with_name(self.path.name + ".ballast")
+        self.ballast_path = ballast_path(self.path)
         self.refused_count = 0
         self.pruned_count = 0
         self.invalid_count = 0

@@ -19,6 +19,7 @@ from prober.config import Config, ConfigError, load
 from prober.sla.query import Evidence, InfluxEvidence, QueryError, influx_target
 from prober.sla.report import FORMATS, render
 from prober.sla.score import score as score_month
+from prober.spoolfile import SpoolReadError
 
 EXIT_ERROR = 3
 
@@ -78,7 +79,10 @@ def open_evidence(config: Config, source: str, start_ns: int, end_ns: int) -> Ev
 
     if not Path(config.spool.path).exists():
         raise QueryError(f"no spool database at {config.spool.path}")
-    return spool_evidence(config.spool, start_ns, end_ns)
+    try:
+        return spool_evidence(config.spool.path, start_ns, end_ns)
+    except SpoolReadError as exc:
+        raise QueryError(str(exc)) from None
 
 
 @click.command(cls=_Command, help="Judge each SLA clause of a month from the evidence.")

@@ -1,4 +1,12 @@
-"""`prober spool status | export | flush`: look into the local spool and move it along."""
+"""`prober spool status | export | flush`: look into the local spool and move it along.
+
+`status` and `export` only read: they open the file through `prober.spoolfile.SpoolReader`
+(no DDL, no ballast, no pruning), so they work on a read-only copy and change no byte of
+it. `flush` is the one that writes (it deletes what InfluxDB acknowledged).
+
+Exit status: 0 done, 1 the spool cannot be read or flushed, 3 a configuration error (as
+every prober command).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +22,9 @@ from prober.agent.influx import InfluxWriter
 from prober.agent.spool import Spool, SpoolError
 from prober.commands.options import config_option
 from prober.config import Config, ConfigError, load
+from prober.spoolfile import SpoolReader, SpoolReadError
+
+EXIT_CONFIG = 3
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -39,6 +50,14 @@ def _load(path: str) -> Config:
     try:
         return load(path)
     except ConfigError as exc:
+        click.echo(f"prober spool: config error: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+
+
+def _read(config: Config) -> SpoolReader:
+    try:
+        return SpoolReader(config.spool.path)
+    except SpoolReadError as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -69,8 +88,11 @@ def spool() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(config_path: str, as_json: bool) -> None:
     config = _load(config_path)
-    with _open(config) as sp:
-        st = sp.stats()
+    try:
+        with _read(config) as sp:
+            st = sp.stats()
+    except SpoolReadError as exc:
+        raise click.ClickException(str(exc)) from None
     s = config.spool
     if config.influx is None:
         mode = (f"store only (no [influx]): kept up to {s.max_age_s / 86400:g} days and "
@@ -115,15 +137,18 @@ def export(config_path: str, measurement: str | None, since: str | None, until: 
     start = parse_when(since) if since else None
     end = parse_when(until) if until else None
     out = sys.stdout
-    with _open(config) as sp:
-        if dead:
-            for row in sp.dead_rows():
-                if measurement and row.measurement != measurement:
-                    continue
-                out.write(f"# HTTP {row.status}: {row.reason}\n{row.line}\n")
-            return
-        for line in sp.read_lines(measurement, start, end):
-            out.write(line + "\n")
+    try:
+        with _read(config) as sp:
+            if dead:
+                for row in sp.dead_rows():
+                    if measurement and row.measurement != measurement:
+                        continue
+                    out.write(f"# HTTP {row.status}: {row.reason}\n{row.line}\n")
+                return
+            for line in sp.read_lines(measurement, start, end):
+                out.write(line + "\n")
+    except SpoolReadError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @spool.command(help="Send everything spooled to InfluxDB now, once; exit 1 if some is left.")

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from prober.measurement import FieldValue, Measurement
+from prober.schema import MEASUREMENTS
 from prober.sla.query import (
     DELAY_FIELDS,
     EVENT_OUTCOMES,
@@ -26,8 +27,7 @@ from prober.sla.query import (
     WebmailBucket,
     WebmailFailure,
 )
-
-MEASUREMENTS = ("prober_heartbeat", "mail_access", "mail_roundtrip", "webmail_load")
+from prober.spoolfile import SpoolReader
 
 
 class PointsEvidence:
@@ -184,21 +184,10 @@ def _num(value: Any) -> float | None:
     return float(value)
 
 
-def spool_evidence(spool_settings: Any, start_ns: int, end_ns: int) -> PointsEvidence:
-    """The points the local spool retains for [start_ns, end_ns).
-
-    The spool belongs to the agent room; it is imported here, lazily, and nowhere else in
-    `sla`, so the judge depends on the agent only when it scores without InfluxDB.
-    """
-    from prober.agent.spool import Spool
-
-    spool = Spool(spool_settings.path, spool_settings)
-    try:
+def spool_evidence(path: str, start_ns: int, end_ns: int) -> PointsEvidence:
+    """The points the local spool retains for [start_ns, end_ns), read without writing."""
+    with SpoolReader(path) as spool:
         lines: list[str] = []
         for name in MEASUREMENTS:
             lines.extend(spool.read_lines(measurement=name, start_ns=start_ns, end_ns=end_ns))
-    finally:
-        close = getattr(spool, "close", None)
-        if close is not None:
-            close()
-    return PointsEvidence.from_lines(lines, f"local spool {spool_settings.path}")
+    return PointsEvidence.from_lines(lines, f"local spool {path}")

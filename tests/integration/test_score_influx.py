@@ -81,7 +81,7 @@ def test_influx_and_spool_give_the_known_truth(variant: str, influxdb1: InfluxDB
                              max_age_s=10 * 365 * 86400.0)
     with Spool(settings.path, settings) as spool:
         spool.append_lines(lines(variant))
-    local = score(spool_evidence(settings, card.month.start_ns, card.month.end_ns),
+    local = score(spool_evidence(settings.path, card.month.start_ns, card.month.end_ns),
                   sc.settings, 2026, 9, now_ns=NOW, contracted=sc.contracted)
     a, b = comparable(card), comparable(local)
     # sums over millions of floats may differ in the last bits between the two engines
