@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from prober.config.profiles import PRESETS, Profile
 from prober.config.webmail import WebmailTarget
-from prober.probes.throttle import PRESETS, Profile
 from prober.probes.webmail import probe_webmail
 from prober.probes.webmail_model import (
     ModelResource,

@@ -130,17 +130,23 @@ class Contract:
                 return c
         raise KeyError(clause_id)
 
-    def page_open_clause(self, profile: str) -> Clause | None:
-        """The page-open clause that judges loads on network profile `profile`, if any."""
+    def page_open_clause(self, profile: str, contract_class: str = "") -> Clause | None:
+        """The page-open clause that judges loads on network profile `profile`: the one
+        naming it in its `profiles`, else the one of its `contract_class` (narrowband,
+        broadband), as the score decides; None when neither judges it."""
         for clause_id in PAGE_OPEN_CLAUSES:
             c = self.clause(clause_id)
             if profile in c.names("profiles"):
                 return c
+        if contract_class:
+            by_class = f"webmail_{contract_class}"
+            if by_class in PAGE_OPEN_CLAUSES:
+                return self.clause(by_class)
         return None
 
-    def page_open_limit_s(self, profile: str) -> float | None:
+    def page_open_limit_s(self, profile: str, contract_class: str = "") -> float | None:
         """The contract's mean page-open limit for `profile`; None when no clause judges it."""
-        c = self.page_open_clause(profile)
+        c = self.page_open_clause(profile, contract_class)
         return c.num("mean_max_s") if c is not None else None
 
 

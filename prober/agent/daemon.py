@@ -339,7 +339,8 @@ class Agent:
         from prober.probes.webmail import probe_webmail
 
         async with self._slot():
-            points = await probe_webmail(target, profile, self.config.vantage.name)
+            points = await probe_webmail(target, profile, self.config.vantage.name,
+                                         contract=self.config.contract)
         for p in points:
             if p.tags.get("outcome") != "ok":
                 log.warning("probe failed kind=webmail target=%s profile=%s outcome=%s "

@@ -140,7 +140,7 @@ async def _webmail_rows(config: Config) -> list:
         return []
     from prober.commands.webmail_check import check_webmail  # httpx/h2 only when needed
 
-    return await check_webmail(config.webmail, config.vantage.name)
+    return await check_webmail(config.webmail, config.vantage.name, config.contract)
 
 
 def _num(x: float) -> str:

@@ -1,7 +1,8 @@
 """`prober check` rows for the webmail targets: one cold load per target and profile.
 
 State per row, against the contract's page-open limit of the profile (30 s narrowband,
-10 s broadband; see throttle.contract_threshold_s): OK at or under it; over it, the
+10 s broadband unless `[sla.clauses.*]` says otherwise; asked of the resolved Contract, as
+the score and the probe's timeout do): OK at or under it; over it, the
 target's `over_threshold` state (WARNING by default: the contract judges the monthly
 mean, so one slow load is a warning, not yet a breach); CRITICAL when the load did not
 complete (timeout, HTTP error, failure). The rows carry the same fields as
@@ -14,9 +15,10 @@ import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from prober.config.webmail import WebmailTarget
+from prober.config.profiles import Profile
+from prober.config.webmail import WebmailTarget, page_open_clause
+from prober.contract import Contract
 from prober.measurement import Measurement
-from prober.probes.throttle import Profile
 from prober.probes.webmail import judged_seconds, probe_webmail
 
 OK, WARNING, CRITICAL = 0, 1, 2
@@ -41,10 +43,12 @@ class WebmailRow:
         return f"{label}={shown};{'' if warn is None else f'{warn:g}'};"
 
 
-def row_for(target: WebmailTarget, profile: Profile, m: Measurement) -> WebmailRow:
+def row_for(target: WebmailTarget, profile: Profile, m: Measurement,
+            contract: Contract) -> WebmailRow:
     f = m.fields
     outcome = m.tags["outcome"]
-    threshold = profile.threshold_s
+    clause = page_open_clause(contract, profile)
+    threshold = clause.num("mean_max_s")
     values: dict[str, float | None] = {
         "open_s": judged_seconds(m) if outcome == "ok" else None,
         "load_s": _num(f.get("load_s")),
@@ -59,9 +63,9 @@ def row_for(target: WebmailTarget, profile: Profile, m: Measurement) -> WebmailR
         return WebmailRow("webmail", name, CRITICAL, values, f"{outcome}: {f.get('error')}", m)
     opened = judged_seconds(m)
     what = "inbox after login" if f.get("login_s") is not None else "page"
-    detail = (f"{what} opened in {opened:.1f} s on {profile.name} "
-              f"({profile.contract_class} limit {threshold:g} s), {f.get('requests')} requests, "
-              f"{f.get('bytes')} bytes")
+    cls = clause.id.removeprefix("webmail_")
+    detail = (f"{what} opened in {opened:.1f} s on {profile.name} ({cls} limit "
+              f"{threshold:g} s), {f.get('requests')} requests, {f.get('bytes')} bytes")
     if f.get("failed_requests"):
         detail += f", {f.get('failed_requests')} failed"
     if opened > threshold:
@@ -74,7 +78,7 @@ def _num(value: object) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-async def check_webmail(targets: Iterable[WebmailTarget], vantage: str,
+async def check_webmail(targets: Iterable[WebmailTarget], vantage: str, contract: Contract,
                         concurrency: int = 4) -> list[WebmailRow]:
     """One load per target and profile, `concurrency` at a time (each on its own emulated
     line, so they do not slow each other down), rows in config order."""
@@ -83,8 +87,8 @@ async def check_webmail(targets: Iterable[WebmailTarget], vantage: str,
 
     async def one(target: WebmailTarget, profile: Profile) -> WebmailRow:
         async with gate:
-            (m,) = await probe_webmail(target, profile, vantage)
-        return row_for(target, profile, m)
+            (m,) = await probe_webmail(target, profile, vantage, contract=contract)
+        return row_for(target, profile, m, contract)
 
     return list(await asyncio.gather(*(one(t, p) for t, p in jobs)))
 

@@ -11,15 +11,17 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from prober.config.hosts import is_loopback
-from prober.config.reader import Secret, Section
-from prober.probes.throttle import (
+from prober.config.profiles import (
     ALIASES,
     BROADBAND,
+    CONTRACT_CLASSES,
     NARROWBAND,
     PRESETS,
     Profile,
     resolve_profile,
 )
+from prober.config.reader import Secret, Section
+from prober.contract import Clause, Contract
 
 ENGINES = ("httpx", "browser")
 OVER_THRESHOLD_STATES = ("warning", "critical")
@@ -65,10 +67,23 @@ class WebmailTarget:
     engine: str = "httpx"
     over_threshold: str = "warning"
 
-    def timeout_for(self, profile: Profile) -> float:
+    def timeout_for(self, profile: Profile, contract: Contract) -> float:
         if self.timeout_s is not None:
             return self.timeout_s
-        return TIMEOUT_FACTOR * profile.threshold_s
+        return TIMEOUT_FACTOR * page_open_limit_s(contract, profile)
+
+
+def page_open_clause(contract: Contract, profile: Profile) -> Clause:
+    """The clause that judges loads on `profile`: named in its `profiles`, else the one of
+    the profile's contract class (every profile has one, so there always is a clause)."""
+    clause = contract.page_open_clause(profile.name, profile.contract_class)
+    assert clause is not None, profile  # contract_class is narrowband or broadband
+    return clause
+
+
+def page_open_limit_s(contract: Contract, profile: Profile) -> float:
+    """The contract's mean page-open limit for `profile`, overrides applied."""
+    return page_open_clause(contract, profile).num("mean_max_s")
 
 
 def parse_profiles(root: Section) -> dict[str, Profile]:
@@ -86,7 +101,7 @@ def parse_profiles(root: Section) -> dict[str, Profile]:
         down = p.number("down_kbps", minimum=1)
         up = p.number("up_kbps", minimum=1)
         rtt = p.number("rtt_ms", minimum=0, maximum=10000)
-        cls = p.choice("contract_class", (NARROWBAND, BROADBAND), "")
+        cls = p.choice("contract_class", CONTRACT_CLASSES, "")
         p.check_unknown()
         profiles[name] = Profile(name, down, up, rtt, cls, preset="",
                                  source=f"{root.file}: profiles.{name}")

@@ -26,9 +26,11 @@ from urllib.parse import urlencode, urlsplit
 import certifi
 import httpx
 
-from prober.config.webmail import LoginSettings, WebmailTarget
+from prober.config.profiles import Profile
+from prober.config.webmail import LoginSettings, WebmailTarget, page_open_clause
+from prober.contract import Contract
 from prober.measurement import Measurement, one_line
-from prober.probes.throttle import EmulatedTransport, Link, Profile
+from prober.probes.throttle import EmulatedTransport, Link
 from prober.probes.webmail_discover import PageScanner, Resource, css_resources
 
 MEASUREMENT = "webmail_load"
@@ -63,6 +65,7 @@ def _accept_encoding() -> str:
 
 ACCEPT_ENCODING = _accept_encoding()
 _REDIRECTS = (301, 302, 303, 307, 308)
+DEFAULT_CONTRACT = Contract()  # the clauses without `[sla.clauses.*]` overrides
 _MAX_DETAIL = 5
 
 
@@ -363,7 +366,8 @@ def _phase_fields(link: Link) -> dict[str, float | str | None]:
 
 
 async def probe_webmail(target: WebmailTarget, profile: Profile, vantage: str,
-                        timeout_s: float | None = None) -> list[Measurement]:
+                        timeout_s: float | None = None,
+                        contract: Contract = DEFAULT_CONTRACT) -> list[Measurement]:
     """One cold load of `target` over `profile`'s line: one `webmail_load` point.
 
     Never raises for what the target does (refusal, hang, errors, loops): each ends as an
@@ -371,8 +375,8 @@ async def probe_webmail(target: WebmailTarget, profile: Profile, vantage: str,
     """
     if target.engine == "browser":  # optional extra: imported only when configured
         from prober.probes.webmail_browser import probe_webmail_browser
-        return await probe_webmail_browser(target, profile, vantage, timeout_s)
-    timeout = timeout_s if timeout_s is not None else target.timeout_for(profile)
+        return await probe_webmail_browser(target, profile, vantage, timeout_s, contract)
+    timeout = timeout_s if timeout_s is not None else target.timeout_for(profile, contract)
     started_ns = time.time_ns()
     link = Link(profile)
     transport = EmulatedTransport(link, ssl_context_for(target), http2=target.http2)
@@ -453,24 +457,27 @@ async def probe_webmail(target: WebmailTarget, profile: Profile, vantage: str,
         "host_rtt_s": link.host_rtt_s,
         "cpu_s": cpu_s,
     }
-    return [load_point(target, profile, vantage, outcome, fields, timeout, ENGINE, started_ns)]
+    return [load_point(target, profile, vantage, outcome, fields, timeout, ENGINE, started_ns,
+                       contract)]
 
 
 def load_point(target: WebmailTarget, profile: Profile, vantage: str, outcome: str,
                fields: dict[str, float | int | str | bool | None], timeout_s: float,
-               engine: str, started_ns: int) -> Measurement:
+               engine: str, started_ns: int, contract: Contract) -> Measurement:
     """The `webmail_load` point of either engine: the load's own fields plus what the
     schema requires of every load (the profile's line, the contract's limit, the timeout
     a failed load counts at), under the same tags."""
     load_s, login_s = fields.get("load_s"), fields.get("login_s")
     times = [float(v) for v in (load_s, login_s) if isinstance(v, int | float)]
+    clause = page_open_clause(contract, profile)
     fields = {**fields,
               # the figure held against the contract: the page, or the inbox after the
               # login when that took longer (both are pages the customer waits for)
               "open_s": max(times) if outcome == "ok" and load_s is not None else None,
               "timeout_s": timeout_s,
-              "threshold_s": profile.threshold_s,
-              "contract_class": profile.contract_class,
+              # the contract's limit as resolved with the overrides, and the clause's class
+              "threshold_s": clause.num("mean_max_s"),
+              "contract_class": clause.id.removeprefix("webmail_"),
               "link_down_kbps": profile.down_kbps,
               "link_up_kbps": profile.up_kbps,
               "link_rtt_s": profile.rtt_s,

@@ -26,9 +26,10 @@ import resource
 import time
 from typing import Any
 
+from prober.config.profiles import Profile
 from prober.config.webmail import LoginSettings, WebmailTarget
+from prober.contract import Contract
 from prober.measurement import Measurement, one_line
-from prober.probes.throttle import Profile
 
 ENGINE = "browser"
 CHROMIUM = "/usr/bin/chromium"
@@ -233,12 +234,13 @@ def _stage(state: _State, net: _Network) -> str:
 
 
 async def probe_webmail_browser(target: WebmailTarget, profile: Profile, vantage: str,
-                                timeout_s: float | None = None) -> list[Measurement]:
+                                timeout_s: float | None, contract: Contract,
+                                ) -> list[Measurement]:
     """One cold load of `target` in Chromium over `profile`'s throttling: one
     `webmail_load` point (engine "browser"). Never raises: each failure is an outcome."""
     from prober.probes.webmail import load_point  # loaded already: it delegates here
 
-    timeout = timeout_s if timeout_s is not None else target.timeout_for(profile)
+    timeout = timeout_s if timeout_s is not None else target.timeout_for(profile, contract)
     timeout_ms = timeout * 1000.0
     started_ns = time.time_ns()
     loop = asyncio.get_running_loop()
@@ -391,4 +393,5 @@ async def probe_webmail_browser(target: WebmailTarget, profile: Profile, vantage
         "launch_s": (load_t0 - t0) if load_t0 is not None else None,
         "cpu_s": cpu_s,
     }
-    return [load_point(target, profile, vantage, outcome, fields, timeout, ENGINE, started_ns)]
+    return [load_point(target, profile, vantage, outcome, fields, timeout, ENGINE, started_ns,
+                       contract)]

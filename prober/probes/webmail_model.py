@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from prober.probes.throttle import Profile
+from prober.config.profiles import Profile
 
 
 @dataclass

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from prober.config.profiles import Profile
 from prober.config.reader import Secret, Section
 from prober.config.webmail import LoginSettings, WebmailTarget, parse_webmail
-from prober.probes.throttle import Profile
 from prober.probes.webmail import probe_webmail
 from tests.localstack.packages import ensure_packages
 from tests.localstack.ports import free_port

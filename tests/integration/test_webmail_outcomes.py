@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from prober.commands.webmail_check import CRITICAL, OK, check_webmail
+from prober.config.profiles import resolve_profile
 from prober.config.reader import Section
 from prober.config.webmail import WebmailLimits, WebmailTarget, parse_webmail
+from prober.contract import Contract
 from prober.measurement import Measurement
-from prober.probes.throttle import resolve_profile
 from prober.probes.webmail import judged_seconds, probe_webmail
 from tests.localstack.ports import free_port
 from tests.webserver import Reply, Request, WebServer, make_cert, page, server_tls_context
@@ -218,7 +219,7 @@ def test_check_rows_per_target_and_profile(server: WebServer) -> None:
     good = WebmailTarget("good", server.base + "/broken",
                          profiles=(resolve_profile("fios"), resolve_profile("cable")))
     down = WebmailTarget("down", server.base + "/error", profiles=(resolve_profile("fios"),))
-    rows = asyncio.run(check_webmail([good, down], "test"))
+    rows = asyncio.run(check_webmail([good, down], "test", Contract()))
     assert [(r.target, r.state) for r in rows] == [
         ("good/fios", OK), ("good/cable", OK), ("down/fios", CRITICAL)]
     assert rows[1].values["threshold_s"] == 10.0 and rows[1].values["open_s"] > 0  # type: ignore[operator]

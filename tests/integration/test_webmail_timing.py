@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from prober.config.profiles import Profile, resolve_profile
 from prober.config.webmail import WebmailTarget
 from prober.measurement import Measurement
-from prober.probes.throttle import Profile, resolve_profile
 from prober.probes.webmail import probe_webmail
 from prober.probes.webmail_model import ModelResource, predict_load_s, single_fetch_s
 from tests.webserver import WebServer, make_cert, page, server_tls_context

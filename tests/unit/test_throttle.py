@@ -6,14 +6,10 @@ import asyncio
 
 import pytest
 
-from prober.probes.throttle import (
-    PRESETS,
-    Link,
-    Profile,
-    _Serializer,
-    contract_threshold_s,
-    resolve_profile,
-)
+from prober.config.profiles import PRESETS, Profile, resolve_profile
+from prober.config.webmail import page_open_limit_s
+from prober.contract import Contract
+from prober.probes.throttle import Link, _Serializer
 from prober.probes.webmail_model import ModelResource, predict_load_s, single_fetch_s
 
 
@@ -24,20 +20,21 @@ def test_contract_words_map_to_the_presets_and_keep_their_name() -> None:
         "narrowband", "dial", 49, 30, 120)
     assert (bb.name, bb.preset, bb.down_kbps, bb.up_kbps, bb.rtt_ms) == (
         "broadband", "dsl", 1500, 384, 50)
-    assert contract_threshold_s(nb) == 30.0 and contract_threshold_s(bb) == 10.0
+    assert page_open_limit_s(Contract(), nb) == 30.0
+    assert page_open_limit_s(Contract(), bb) == 10.0
 
 
 @pytest.mark.parametrize(("name", "limit"), [("dial", 30.0), ("3gslow", 30.0), ("dsl", 10.0),
                                              ("3g", 10.0), ("cable", 10.0), ("fios", 10.0)])
 def test_each_preset_is_judged_by_one_of_the_two_limits(name: str, limit: float) -> None:
-    assert contract_threshold_s(PRESETS[name]) == limit
+    assert page_open_limit_s(Contract(), PRESETS[name]) == limit
     assert PRESETS[name].source
 
 
 def test_user_profiles_take_their_class_from_bandwidth_unless_told() -> None:
     assert Profile("slow", 256, 64, 200).contract_class == "narrowband"
     assert Profile("fast", 50_000, 10_000, 10).contract_class == "broadband"
-    assert Profile("odd", 256, 64, 200, "broadband").threshold_s == 10.0
+    assert page_open_limit_s(Contract(), Profile("odd", 256, 64, 200, "broadband")) == 10.0
     custom = {"office": Profile("office", 2000, 500, 30)}
     assert resolve_profile("office", custom) is custom["office"]
     with pytest.raises(KeyError, match=r"unknown profile .modem.*known: 3g, 3gslow"):

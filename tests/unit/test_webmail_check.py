@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from prober.commands.webmail_check import CRITICAL, OK, WARNING, row_for, worst_state
+from prober.config.profiles import resolve_profile
 from prober.config.webmail import WebmailTarget
+from prober.contract import Contract, resolve
 from prober.measurement import Measurement
-from prober.probes.throttle import resolve_profile
 
 
 def point(outcome: str, **fields: object) -> Measurement:
@@ -18,26 +19,36 @@ def point(outcome: str, **fields: object) -> Measurement:
 
 NB = resolve_profile("narrowband")
 BB = resolve_profile("broadband")
+C = Contract()
 
 
 def test_under_the_limit_is_ok_over_is_the_targets_choice() -> None:
     target = WebmailTarget("mail", "https://m/")
-    ok = row_for(target, NB, point("ok", load_s=29.0))
+    ok = row_for(target, NB, point("ok", load_s=29.0), C)
     assert (ok.state, ok.target, ok.values["open_s"]) == (OK, "mail/narrowband", 29.0)
     assert "page opened in 29.0 s on narrowband (narrowband limit 30 s)" in ok.detail
-    slow = row_for(target, BB, point("ok", load_s=12.5))
+    slow = row_for(target, BB, point("ok", load_s=12.5), C)
     assert slow.state == WARNING and slow.detail.startswith("over the contract's limit")
     strict = WebmailTarget("mail", "https://m/", over_threshold="critical")
-    assert row_for(strict, BB, point("ok", load_s=12.5)).state == CRITICAL
+    assert row_for(strict, BB, point("ok", load_s=12.5), C).state == CRITICAL
     assert slow.perfdata() == "webmail_mail/broadband=12.500s;10;"
 
 
 def test_login_is_judged_too_and_failures_are_critical() -> None:
     target = WebmailTarget("mail", "https://m/")
-    row = row_for(target, BB, point("ok", load_s=4.0, login_s=11.0))
+    row = row_for(target, BB, point("ok", load_s=4.0, login_s=11.0), C)
     assert row.state == WARNING and "inbox after login opened in 11.0 s" in row.detail
-    failed = row_for(target, BB, point("timeout", error="the load timed out after 20 s"))
+    failed = row_for(target, BB, point("timeout", error="the load timed out after 20 s"), C)
     assert failed.state == CRITICAL and failed.values["open_s"] is None
     assert failed.detail == "timeout: the load timed out after 20 s"
     assert failed.perfdata() == "webmail_mail/broadband=U;10;"
     assert worst_state([row, failed]) == CRITICAL
+
+
+def test_an_overridden_limit_decides_the_row() -> None:
+    target = WebmailTarget("mail", "https://m/")
+    five = resolve({"webmail_broadband": {"mean_max_s": 5}})
+    row = row_for(target, BB, point("ok", load_s=6.0), five)
+    assert row.state == WARNING and row.values["threshold_s"] == 5.0
+    assert "(broadband limit 5 s)" in row.detail
+    assert row.perfdata() == "webmail_mail/broadband=6.000s;5;"

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from prober.config.reader import ConfigError, Section
-from prober.config.webmail import WebmailTarget, parse_profiles, parse_webmail
+from prober.config.webmail import (
+    WebmailTarget,
+    page_open_limit_s,
+    parse_profiles,
+    parse_webmail,
+)
+from prober.contract import Contract, resolve
 
 
 def parse(data: dict[str, Any]) -> tuple[WebmailTarget, ...]:
@@ -24,7 +32,7 @@ def test_defaults_measure_both_contract_profiles_every_five_minutes() -> None:
     assert [p.preset for p in t.profiles] == ["dial", "dsl"]
     assert t.interval_s == 300.0
     # longer than the contract's limit: 60 s narrowband, 20 s broadband
-    assert [t.timeout_for(p) for p in t.profiles] == [60.0, 20.0]
+    assert [t.timeout_for(p, Contract()) for p in t.profiles] == [60.0, 20.0]
     assert (t.engine, t.http2, t.connections_per_host, t.login) == ("httpx", True, 6, None)
 
 
@@ -46,13 +54,24 @@ def test_user_profiles_and_options(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     (t,) = parse(data)
     office, modem, cable = t.profiles
     assert (office.down_kbps, office.up_kbps, office.rtt_ms) == (2000, 512, 35)
-    assert office.contract_class == "broadband" and modem.threshold_s == 30.0
+    assert office.contract_class == "broadband" and page_open_limit_s(Contract(), modem) == 30.0
     assert cable.preset == "cable"
-    assert t.timeout_for(cable) == 45 and t.interval_s == 60
+    assert t.timeout_for(cable, Contract()) == 45 and t.interval_s == 60
     assert t.limits.max_requests == 50 and t.over_threshold == "critical"
     assert t.login is not None and t.login.password.reveal() == "hunter2"
     assert "hunter2" not in repr(t)
     assert set(parse_profiles(Section(data, "probes.toml"))) == {"office", "modem"}
+
+
+def test_the_default_timeout_follows_the_contracts_overridden_limit() -> None:
+    (t,) = parse({"webmail": [{"name": "mail", "url": "https://mail.example.com/",
+                               "profiles": ["narrowband", "broadband", "cable", "dial"]}]})
+    contract = resolve({"webmail_broadband": {"mean_max_s": 5}})
+    # broadband and cable by their class, narrowband and dial untouched
+    assert [t.timeout_for(p, contract) for p in t.profiles] == [60.0, 10.0, 10.0, 60.0]
+    # a clause naming a profile judges it whatever its bandwidth says
+    moved = resolve({"webmail_narrowband": {"profiles": ("narrowband", "cable")}})
+    assert [page_open_limit_s(moved, p) for p in t.profiles] == [30.0, 10.0, 30.0, 30.0]
 
 
 @pytest.mark.parametrize(("entry", "message"), [
@@ -105,3 +124,22 @@ def test_login_over_plain_http_needs_an_explicit_opt_in(monkeypatch: pytest.Monk
     # without a login there is no secret to protect: a plain page load needs no opt-in
     (page,) = parse({"webmail": [{"name": "w", "url": "http://mail.example/"}]})
     assert page.login is None
+
+
+def test_loading_the_config_imports_no_probe_and_no_http_stack(tmp_path: Path) -> None:
+    # config/ is a leaf: profiles are data there, the line that applies them is a probe's.
+    path = tmp_path / "probes.toml"
+    path.write_text(f'[vantage]\nname = "v1"\nstate_dir = "{tmp_path}"\n'
+                    '[profiles.office]\ndown_kbps = 2000\nup_kbps = 500\nrtt_ms = 30\n'
+                    '[[webmail]]\nname = "mail"\nurl = "https://mail.example.com/"\n'
+                    'profiles = ["office", "narrowband"]\n')
+    code = ("import sys, prober.config\n"
+            f"cfg = prober.config.load({str(path)!r})\n"
+            "assert [p.name for p in cfg.webmail[0].profiles] == ['office', 'narrowband']\n"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('httpx', 'httpcore', "
+            "'h2') or m.startswith(('prober.probes', 'prober.agent', 'prober.sla')))\n"
+            "print(','.join(bad))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ""
