@@ -81,9 +81,11 @@ async def run_check(config: Config, routes: list[str] | None = None) -> CheckRes
     vantage = config.vantage.name
     selected = [r for r in config.routes if not routes or r.name in routes]
     timeouts = config.timeouts
-    # A one-shot check cannot wait a minute for the junk folder's next look.
+    # A one-shot check cannot wait a minute for the junk folder's next look, nor Dovecot's
+    # 0.5 s before it pushes a new message to IDLE: it polls while its canaries are awaited.
     settings = dataclasses.replace(config.canary,
-                                   junk_poll_s=min(config.canary.junk_poll_s, 5.0))
+                                   junk_poll_s=min(config.canary.junk_poll_s, 5.0),
+                                   fast_poll_s=config.check.fast_poll_s)
     stop = asyncio.Event()
     watchers = {name: MailboxWatcher(config.mailboxes[name], timeouts, settings, vantage)
                 for name in sorted({r.recipient for r in selected})}
@@ -97,8 +99,8 @@ async def run_check(config: Config, routes: list[str] | None = None) -> CheckRes
                                for w in watchers.values()))
         seq = int(time.time())
         canaries = {r.name: new_canary_id(vantage, r.name, seq) for r in selected}
-        expected = {canaries[r.name].id: watchers[r.recipient].expect(canaries[r.name].id)
-                    for r in selected}
+        expected = {canaries[r.name].id: watchers[r.recipient].expect(
+            canaries[r.name].id, fast_for_s=config.check.wait_s) for r in selected}
         sends = await asyncio.gather(*(
             send_canary(r, config.mailboxes[r.sender], config.mailboxes[r.recipient],
                         canaries[r.name], timeouts) for r in selected))

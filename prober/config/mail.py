@@ -76,6 +76,8 @@ class CanarySettings:
     poll_s: float = 10.0
     junk_poll_s: float = 60.0
     sweep_after_s: float = 86400.0
+    # 0: IDLE alone; > 0: poll at this interval while a canary is awaited (see imap.py)
+    fast_poll_s: float = 0.0
     # added to every canary, e.g. to match an allow-list rule at the provider's filter
     headers: tuple[tuple[str, str], ...] = ()
 
@@ -85,6 +87,7 @@ class CheckSettings:
     warning_s: float = 60.0
     critical_s: float = 3600.0
     wait_s: float = 120.0
+    fast_poll_s: float = 0.05
 
 
 def default_state_dir() -> str:
@@ -226,12 +229,21 @@ def parse_canary(root: Section) -> CanarySettings:
         poll_s=s.number("poll_s", 10.0, minimum=0.05),
         junk_poll_s=s.number("junk_poll_s", 60.0, minimum=0.05),
         sweep_after_s=s.number("sweep_after_s", 86400.0, minimum=60),
+        fast_poll_s=_fast_poll(s, "fast_poll_s", 0.0),
         headers=_headers(s),
     )
     if c.lost_after_s <= c.late_after_s:
         raise s.error("lost_after_s", f"must be greater than late_after_s ({c.late_after_s})")
     s.check_unknown()
     return c
+
+
+def _fast_poll(s: Section, key: str, default: float) -> float:
+    """0 (off) or an interval of at least 10 ms: a NOOP per interval is the cost."""
+    value = s.number(key, default, minimum=0)
+    if 0 < value < 0.01:
+        raise s.error(key, f"{value:g} is too short: 0 (off) or at least 0.01 s")
+    return value
 
 
 def parse_check(root: Section) -> CheckSettings:
@@ -242,6 +254,7 @@ def parse_check(root: Section) -> CheckSettings:
         warning_s=s.number("warning_s", 60.0, minimum=0),
         critical_s=s.number("critical_s", 3600.0, minimum=0),
         wait_s=s.number("wait_s", 120.0, minimum=1),
+        fast_poll_s=_fast_poll(s, "fast_poll_s", 0.05),
     )
     if c.critical_s < c.warning_s:
         raise s.error("critical_s", f"must be >= warning_s ({c.warning_s})")

@@ -25,6 +25,8 @@ from prober.probes.imap_session import ImapSession
 log = logging.getLogger("prober.watcher")
 SWEEP_EVERY_S = 3600.0
 SWEEP_BATCH = 500  # at most this many leftovers per sweep: a bounded FETCH
+FAST_POLL_FOR_S = 120.0  # a fast poll ends this long after the last expect() at the latest
+FULL_SCAN_EVERY_S = 1.0  # while fast polling: a UID FETCH even without an announced change
 
 
 @dataclass(frozen=True)
@@ -76,18 +78,30 @@ class MailboxWatcher:
         self._ready = asyncio.Event()
         self._junk_ok = mailbox.imap.junk_folder is not None
         self._next_sweep = 0.0  # monotonic; the first session sweeps at once
+        self._fast_until = 0.0  # monotonic; fast polling while before it and a canary awaited
         self.swept = 0
 
     # -- what callers use -------------------------------------------------------------------
-    def expect(self, canary_id: str) -> asyncio.Future[Arrival]:
+    def expect(self, canary_id: str,
+               fast_for_s: float = FAST_POLL_FOR_S) -> asyncio.Future[Arrival]:
+        """A future for this canary's arrival. With `fast_poll_s` set, the watcher polls at
+        that interval while such a future is pending, for at most `fast_for_s`."""
         fut = self._expected.get(canary_id)
         if fut is None:
             fut = asyncio.get_running_loop().create_future()
             self._expected[canary_id] = fut
+        if self.settings.fast_poll_s > 0:
+            self._fast_until = max(self._fast_until, time.monotonic() + fast_for_s)
+            self._wake.set()  # leave IDLE now, not at its next renewal
         return fut
 
     def forget(self, canary_id: str) -> None:
         self._expected.pop(canary_id, None)
+
+    def _fast(self) -> bool:
+        if self.settings.fast_poll_s <= 0 or time.monotonic() >= self._fast_until:
+            return False
+        return any(not fut.done() for fut in self._expected.values())
 
     def poke(self) -> None:
         """Look for new mail now (a poll), instead of at the next IDLE renewal or poll."""
@@ -146,6 +160,7 @@ class MailboxWatcher:
             self._ready.set()
             use_idle = imap.idle and "IDLE" in sess.capabilities
             next_junk = time.monotonic()
+            next_full = 0.0
             while not stop.is_set():
                 if time.monotonic() >= self._next_sweep:
                     await self._sweep_all(sess)
@@ -154,6 +169,22 @@ class MailboxWatcher:
                     await self._check_junk(sess)
                     next_junk = time.monotonic() + self.settings.junk_poll_s
                 until_junk = max(0.0, next_junk - time.monotonic()) if self._junk_ok else 1e9
+                if self._fast():
+                    # Dovecot tells IDLE clients of new mail 0.5 s after delivery (hard-coded,
+                    # FIELD-NOTES), a NOOP sees it at once: while a canary is awaited, poll.
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(),
+                                               min(self.settings.fast_poll_s, until_junk))
+                    woken = self._wake.is_set()
+                    self._wake.clear()
+                    changed = await sess.noop()
+                    if stop.is_set():
+                        break
+                    # A full look now and then too, in case an EXISTS went unannounced.
+                    if changed or woken or time.monotonic() >= next_full:
+                        await self._scan(sess, imap.folder, "poll")
+                        next_full = time.monotonic() + FULL_SCAN_EVERY_S
+                    continue
                 if use_idle:
                     pushed = await sess.idle_wait(
                         min(self.settings.idle_renew_s, until_junk), wake=self._wake)

@@ -32,6 +32,7 @@ _UID = re.compile(rb"\bUID (\d+)")
 _INTERNALDATE = re.compile(rb'INTERNALDATE "([^"]+)"')
 _FLAGS = re.compile(rb"FLAGS \(([^)]*)\)")
 _CODE = re.compile(rb"\[(UIDVALIDITY|UIDNEXT) (\d+)\]")
+_CHANGE = re.compile(rb"^\d+ (EXISTS|EXPUNGE|RECENT|FETCH)\b")
 
 
 @dataclass(frozen=True)
@@ -213,9 +214,12 @@ class ImapSession:
         wanted = set(uids)
         return [m for m in parse_fetch(response.lines) if m.uid in wanted]
 
-    async def noop(self) -> None:
+    async def noop(self) -> bool:
+        """NOOP; True when the server announced a change (EXISTS, EXPUNGE, RECENT, FETCH)."""
         assert self.proto is not None
-        await self._bounded(self.proto.simple_command("NOOP"), "noop")
+        response = await self._bounded(self.proto.simple_command("NOOP"), "noop")
+        return any(isinstance(line, bytes) and _CHANGE.match(line)
+                   for line in response.lines[:-1])
 
     async def idle_wait(self, timeout: float, wake: asyncio.Event | None = None) -> bool:
         """IDLE until the server pushes something, `timeout` passes or `wake` is set.

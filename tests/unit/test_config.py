@@ -231,6 +231,8 @@ def test_sections_with_values(tmp_path: Path) -> None:
     (lambda v: v + "[check]\nwarning_s = 120\ncritical_s = 60\n", "check.critical_s",
      "must be >= warning_s"),
     (lambda v: v + "[check]\nwait_s = 0\n", "check.wait_s", ">= 1"),
+    (lambda v: v + "[check]\nfast_poll_s = 0.001\n", "check.fast_poll_s", "0 (off) or at least"),
+    (lambda v: v + "[canary]\nfast_poll_s = -1\n", "canary.fast_poll_s", ">= 0"),
     (lambda v: v + '[vantage2]\nname = "x"\n', "vantage2", "unknown key"),
     (lambda v: v.replace('name = "probe-1"', 'name = "probe/1"'), "vantage.name",
      "letters, digits"),

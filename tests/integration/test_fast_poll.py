@@ -1,0 +1,68 @@
+"""Fast arrival detection: polling while a canary is awaited beats Dovecot's 0.5 s IDLE push."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import statistics
+from pathlib import Path
+
+import pytest
+
+from prober.config import Config
+from prober.localstack.mail import MailStack
+from prober.probes.canary import new_canary_id
+from prober.probes.imap import MailboxWatcher
+from prober.probes.roundtrip import send_canary
+from tests.fixtures_mail import load_config
+
+pytestmark = pytest.mark.integration
+
+
+async def _detections(config: Config, count: int) -> list[tuple[float, str]]:
+    """(detection - SMTP 250 in s, how detected) for `count` canaries sent one by one."""
+    route = config.routes[0]
+    sender, recipient = config.mailboxes[route.sender], config.mailboxes[route.recipient]
+    stop = asyncio.Event()
+    watcher = MailboxWatcher(recipient, config.timeouts, config.canary, config.vantage.name)
+    task = asyncio.create_task(watcher.run(stop))
+    out = []
+    try:
+        assert await watcher.wait_ready(10) and watcher.up, watcher.last_error
+        for i in range(count):
+            cid = new_canary_id(config.vantage.name, route.name, i)
+            fut = watcher.expect(cid.id, fast_for_s=20)
+            sent = await send_canary(route, sender, recipient, cid, config.timeouts)
+            assert sent.submission.ok, sent.submission.error
+            arrival = await asyncio.wait_for(fut, 20)
+            out.append(((arrival.detected_ns - sent.submission.accepted_ns) / 1e9,
+                        arrival.detect))
+            # IDLE again between canaries, as a watcher does when nothing is awaited
+            await asyncio.sleep(0.3)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+    return out
+
+
+def _with_fast_poll(config: Config, fast_poll_s: float) -> Config:
+    return dataclasses.replace(config, canary=dataclasses.replace(config.canary,
+                                                                  fast_poll_s=fast_poll_s))
+
+
+def test_fast_poll_detects_before_dovecots_idle_push(mail_stack: MailStack,
+                                                      tmp_path: Path) -> None:
+    config = _with_fast_poll(load_config(mail_stack, tmp_path), 0.05)
+    found = asyncio.run(_detections(config, 5))
+    assert {how for _, how in found} == {"poll"}, found
+    # Dovecot pushes to IDLE clients 0.5 s after delivery: polling every 50 ms is well under
+    assert statistics.median(d for d, _ in found) < 0.3, found
+
+
+def test_without_fast_poll_idle_alone_waits_for_the_push(mail_stack: MailStack,
+                                                         tmp_path: Path) -> None:
+    config = load_config(mail_stack, tmp_path)
+    assert config.canary.fast_poll_s == 0  # the daemon's gentle default
+    found = asyncio.run(_detections(config, 3))
+    assert {how for _, how in found} == {"idle"}, found
+    assert min(d for d, _ in found) >= 0.45, found
