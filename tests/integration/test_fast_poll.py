@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from prober.config import Config
-from prober.localstack.mail import MailStack
 from prober.probes.canary import new_canary_id
 from prober.probes.imap import MailboxWatcher
 from prober.probes.roundtrip import send_canary
 from tests.fixtures_mail import load_config
+from tests.localstack.mail import MailStack
 
 pytestmark = pytest.mark.integration
 
