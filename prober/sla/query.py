@@ -21,11 +21,37 @@ from typing import Any, Protocol
 
 import httpx
 
+from prober.schema import (
+    FIELD_CANARY,
+    FIELD_DELIVERY_S,
+    FIELD_ERROR,
+    FIELD_OUTCOME,
+    FIELD_RECEIVE_DELAY_S,
+    FIELD_SEND_DELAY_S,
+    HEARTBEAT,
+    MAIL_ACCESS,
+    MAIL_ROUNDTRIP,
+    TAG_DIRECTION,
+    TAG_MAILBOX,
+    TAG_OUTCOME,
+    TAG_PROFILE,
+    TAG_PROTOCOL,
+    TAG_RECIPIENT,
+    TAG_ROUTE,
+    TAG_SENDER,
+    TAG_TARGET,
+    TAG_VANTAGE,
+    WEBMAIL_LOAD,
+    AccessOutcome,
+    RoundtripOutcome,
+    WebmailOutcome,
+)
+
 MINUTE_NS = 60 * 1_000_000_000
 WEBMAIL_BUCKET_NS = 15 * MINUTE_NS  # fine enough for any time zone's day boundary
-DELAY_FIELDS = ("delivery_s", "send_delay_s", "receive_delay_s")
+DELAY_FIELDS = (FIELD_DELIVERY_S, FIELD_SEND_DELAY_S, FIELD_RECEIVE_DELAY_S)
 # The outcomes a report lists as evidence; "lost" and "send_failed" also make a minute down.
-EVENT_OUTCOMES = ("lost", "late", "send_failed")
+EVENT_OUTCOMES = (RoundtripOutcome.LOST, RoundtripOutcome.LATE, RoundtripOutcome.SEND_FAILED)
 # The heartbeat field whose presence says "this vantage was alive in this minute".
 HEARTBEAT_FIELD = "uptime_s"
 
@@ -161,18 +187,18 @@ def _range(start_ns: int, end_ns: int) -> str:
 
 # The InfluxQL behind each reduction; docs/judge.md shows them with example ranges.
 def q_vantages(start_ns: int, end_ns: int) -> str:
-    return (f"SELECT count({HEARTBEAT_FIELD}) FROM prober_heartbeat "
+    return (f"SELECT count({HEARTBEAT_FIELD}) FROM {HEARTBEAT} "
             f"WHERE {_range(start_ns, end_ns)} GROUP BY vantage")
 
 
 def q_missing(start_ns: int, end_ns: int) -> str:
-    return (f"SELECT n FROM (SELECT count({HEARTBEAT_FIELD}) AS n FROM prober_heartbeat "
+    return (f"SELECT n FROM (SELECT count({HEARTBEAT_FIELD}) AS n FROM {HEARTBEAT} "
             f"WHERE {_range(start_ns, end_ns)} GROUP BY time(1m), vantage fill(0)) "
             f"WHERE n = 0 GROUP BY vantage")
 
 
 def q_access_failures(start_ns: int, end_ns: int) -> str:
-    return (f"SELECT count(*) FROM mail_access WHERE outcome = 'fail' AND "
+    return (f"SELECT count(*) FROM {MAIL_ACCESS} WHERE outcome = {_q(AccessOutcome.FAIL)} AND "
             f"{_range(start_ns, end_ns)} GROUP BY time(1m), vantage, mailbox, protocol "
             f"fill(none)")
 
@@ -182,18 +208,18 @@ def q_canary_events(start_ns: int, end_ns: int, over_s: float | None) -> str:
     if over_s is not None:
         cond += [f"{f} > {float(over_s)!r}" for f in DELAY_FIELDS]
     return (f"SELECT canary, outcome, delivery_s, send_delay_s, receive_delay_s, error "
-            f"FROM mail_roundtrip WHERE {_range(start_ns, end_ns)} AND ({' OR '.join(cond)}) "
+            f"FROM {MAIL_ROUNDTRIP} WHERE {_range(start_ns, end_ns)} AND ({' OR '.join(cond)}) "
             f"GROUP BY route, vantage, direction, sender, recipient")
 
 
 def q_delay_sums(start_ns: int, end_ns: int) -> str:
     cols = ", ".join(f"count({f}) AS n_{f}, sum({f}) AS sum_{f}" for f in DELAY_FIELDS)
-    return (f"SELECT {cols} FROM mail_roundtrip WHERE {_range(start_ns, end_ns)} "
+    return (f"SELECT {cols} FROM {MAIL_ROUNDTRIP} WHERE {_range(start_ns, end_ns)} "
             f"GROUP BY route, vantage, direction")
 
 
 def q_delay_points(route: str, vantage: str, start_ns: int, end_ns: int) -> str:
-    return (f"SELECT delivery_s, send_delay_s, receive_delay_s FROM mail_roundtrip "
+    return (f"SELECT delivery_s, send_delay_s, receive_delay_s FROM {MAIL_ROUNDTRIP} "
             f"WHERE route = {_q(route)} AND vantage = {_q(vantage)} AND "
             f"{_range(start_ns, end_ns)}")
 
@@ -201,23 +227,25 @@ def q_delay_points(route: str, vantage: str, start_ns: int, end_ns: int) -> str:
 def q_delay_over(field_name: str, edge: float, start_ns: int, end_ns: int) -> str:
     if field_name not in DELAY_FIELDS:
         raise ValueError(f"not a delay field: {field_name}")
-    return (f"SELECT count({field_name}) FROM mail_roundtrip WHERE {field_name} > {edge!r} "
+    return (f"SELECT count({field_name}) FROM {MAIL_ROUNDTRIP} WHERE {field_name} > {edge!r} "
             f"AND {_range(start_ns, end_ns)} GROUP BY route, vantage")
 
 
 def q_webmail_buckets(start_ns: int, end_ns: int) -> str:
-    return (f"SELECT count(open_s), sum(open_s) FROM webmail_load WHERE outcome = 'ok' AND "
+    return (f"SELECT count(open_s), sum(open_s) FROM {WEBMAIL_LOAD} "
+            f"WHERE outcome = {_q(WebmailOutcome.OK)} AND "
             f"{_range(start_ns, end_ns)} GROUP BY time(15m), profile, target, vantage "
             f"fill(none)")
 
 
 def q_webmail_failures(start_ns: int, end_ns: int) -> str:
-    return (f"SELECT timeout_s, load_s, error FROM webmail_load WHERE outcome != 'ok' AND "
+    return (f"SELECT timeout_s, load_s, error FROM {WEBMAIL_LOAD} "
+            f"WHERE outcome != {_q(WebmailOutcome.OK)} AND "
             f"{_range(start_ns, end_ns)} GROUP BY profile, target, vantage, outcome")
 
 
 def q_webmail_classes(start_ns: int, end_ns: int) -> str:
-    return (f"SELECT last(contract_class) FROM webmail_load WHERE {_range(start_ns, end_ns)} "
+    return (f"SELECT last(contract_class) FROM {WEBMAIL_LOAD} WHERE {_range(start_ns, end_ns)} "
             f"GROUP BY profile")
 
 
@@ -296,13 +324,13 @@ class InfluxEvidence:
         found = set()
         for s in self._one(q_vantages(start_ns, end_ns)):
             if any((row.get("count") or 0) > 0 for row in s["rows"]):
-                found.add(s["tags"].get("vantage", ""))
+                found.add(s["tags"].get(TAG_VANTAGE, ""))
         return found
 
     def missing_minutes(self, start_ns: int, end_ns: int) -> dict[str, list[int]]:
         missing: dict[str, list[int]] = {v: [] for v in self.vantages(start_ns, end_ns)}
         for s in self._one(q_missing(start_ns, end_ns)):
-            v = s["tags"].get("vantage", "")
+            v = s["tags"].get(TAG_VANTAGE, "")
             if v in missing:
                 missing[v].extend(row["time"] // MINUTE_NS for row in s["rows"])
         return missing
@@ -315,8 +343,8 @@ class InfluxEvidence:
                 # count(*) gives one column per field; the point count is the largest
                 n = max((v for k, v in row.items() if k != "time" and v), default=0)
                 if n:
-                    out.append(AccessFailure(row["time"] // MINUTE_NS, tags.get("vantage", ""),
-                                             tags.get("mailbox", ""), tags.get("protocol", ""),
+                    out.append(AccessFailure(row["time"] // MINUTE_NS, tags.get(TAG_VANTAGE, ""),
+                                             tags.get(TAG_MAILBOX, ""), tags.get(TAG_PROTOCOL, ""),
                                              int(n)))
         return out
 
@@ -327,13 +355,14 @@ class InfluxEvidence:
             t = s["tags"]
             for row in s["rows"]:
                 out.append(CanaryEvent(
-                    time_ns=row["time"], vantage=t.get("vantage", ""), route=t.get("route", ""),
-                    direction=t.get("direction", ""), sender=t.get("sender", ""),
-                    recipient=t.get("recipient", ""), outcome=row.get("outcome") or "",
-                    canary=row.get("canary") or "", delivery_s=_float(row.get("delivery_s")),
-                    send_delay_s=_float(row.get("send_delay_s")),
-                    receive_delay_s=_float(row.get("receive_delay_s")),
-                    error=row.get("error") or ""))
+                    time_ns=row["time"], vantage=t.get(TAG_VANTAGE, ""), route=t.get(TAG_ROUTE, ""),
+                    direction=t.get(TAG_DIRECTION, ""), sender=t.get(TAG_SENDER, ""),
+                    recipient=t.get(TAG_RECIPIENT, ""), outcome=row.get(FIELD_OUTCOME) or "",
+                    canary=row.get(FIELD_CANARY) or "",
+                    delivery_s=_float(row.get(FIELD_DELIVERY_S)),
+                    send_delay_s=_float(row.get(FIELD_SEND_DELAY_S)),
+                    receive_delay_s=_float(row.get(FIELD_RECEIVE_DELAY_S)),
+                    error=row.get(FIELD_ERROR) or ""))
         out.sort(key=lambda e: (e.time_ns, e.vantage, e.route))
         return out
 
@@ -341,7 +370,7 @@ class InfluxEvidence:
         out = []
         for s in self._one(q_delay_sums(start_ns, end_ns)):
             t = s["tags"]
-            sums = DelaySums(t.get("route", ""), t.get("vantage", ""), t.get("direction", ""))
+            sums = DelaySums(t.get(TAG_ROUTE, ""), t.get(TAG_VANTAGE, ""), t.get(TAG_DIRECTION, ""))
             for row in s["rows"]:
                 for f in DELAY_FIELDS:
                     sums.n[f] = sums.n.get(f, 0) + int(row.get(f"n_{f}") or 0)
@@ -354,8 +383,9 @@ class InfluxEvidence:
         out = []
         for s in self._one(q_delay_points(route, vantage, start_ns, end_ns)):
             for row in s["rows"]:
-                out.append(Delays(_float(row.get("delivery_s")), _float(row.get("send_delay_s")),
-                                  _float(row.get("receive_delay_s"))))
+                out.append(Delays(_float(row.get(FIELD_DELIVERY_S)),
+                                  _float(row.get(FIELD_SEND_DELAY_S)),
+                                  _float(row.get(FIELD_RECEIVE_DELAY_S))))
         return out
 
     def delay_over(self, field_name: str, edges: Sequence[float], start_ns: int,
@@ -364,7 +394,7 @@ class InfluxEvidence:
         out: dict[tuple[str, str], list[int]] = {}
         for i, series in enumerate(results):
             for s in series:
-                key = (s["tags"].get("route", ""), s["tags"].get("vantage", ""))
+                key = (s["tags"].get(TAG_ROUTE, ""), s["tags"].get(TAG_VANTAGE, ""))
                 counts = out.setdefault(key, [0] * len(edges))
                 counts[i] += sum(int(row.get("count") or 0) for row in s["rows"])
         return out
@@ -375,8 +405,8 @@ class InfluxEvidence:
             t = s["tags"]
             for row in s["rows"]:
                 if row.get("count"):
-                    out.append(WebmailBucket(row["time"], t.get("profile", ""),
-                                             t.get("target", ""), t.get("vantage", ""),
+                    out.append(WebmailBucket(row["time"], t.get(TAG_PROFILE, ""),
+                                             t.get(TAG_TARGET, ""), t.get(TAG_VANTAGE, ""),
                                              int(row["count"]), float(row.get("sum") or 0.0)))
         return out
 
@@ -385,9 +415,10 @@ class InfluxEvidence:
         for s in self._one(q_webmail_failures(start_ns, end_ns)):
             t = s["tags"]
             for row in s["rows"]:
-                out.append(WebmailFailure(row["time"], t.get("profile", ""), t.get("target", ""),
-                                          t.get("vantage", ""), t.get("outcome", ""),
-                                          _float(row.get("timeout_s")), row.get("error") or ""))
+                out.append(WebmailFailure(row["time"], t.get(TAG_PROFILE, ""),
+                                          t.get(TAG_TARGET, ""), t.get(TAG_VANTAGE, ""),
+                                          t.get(TAG_OUTCOME, ""),
+                                          _float(row.get("timeout_s")), row.get(FIELD_ERROR) or ""))
         out.sort(key=lambda f: (f.time_ns, f.vantage, f.target))
         return out
 
@@ -397,7 +428,7 @@ class InfluxEvidence:
         for s in self._one(q_webmail_classes(start_ns, end_ns)):
             for row in s["rows"]:
                 if row.get("last"):
-                    out[s["tags"].get("profile", "")] = str(row["last"])
+                    out[s["tags"].get(TAG_PROFILE, "")] = str(row["last"])
         return out
 
 

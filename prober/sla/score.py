@@ -23,6 +23,13 @@ from zoneinfo import ZoneInfo
 
 from prober.config.sla import SlaSettings, Window
 from prober.contract import Clause, with_overrides
+from prober.schema import (
+    FIELD_DELIVERY_S,
+    FIELD_RECEIVE_DELAY_S,
+    FIELD_SEND_DELAY_S,
+    Direction,
+    RoundtripOutcome,
+)
 from prober.sla.query import (
     MINUTE_NS,
     CanaryEvent,
@@ -36,8 +43,8 @@ PASS, BREACH, UNKNOWN, PENDING = "pass", "breach", "unknown", "pending"
 NOT_MEASURED = "not measured"
 # Bin edges of the delay distribution (seconds); 60 and 3600 are the contract's lines.
 DELAY_EDGES: tuple[float, ...] = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0)
-SIDES = {"send": ("send_delay_s", ("outbound", "internal")),
-         "receive": ("receive_delay_s", ("inbound", "internal"))}
+SIDES = {"send": (FIELD_SEND_DELAY_S, (Direction.OUTBOUND, Direction.INTERNAL)),
+         "receive": (FIELD_RECEIVE_DELAY_S, (Direction.INBOUND, Direction.INTERNAL))}
 
 
 # ---------------------------------------------------------------- periods and minutes
@@ -155,11 +162,12 @@ class Connectivity:
 
 def provider_side(event: CanaryEvent) -> list[str]:
     """The contracted mailboxes a lost or refused canary speaks about."""
-    if event.outcome == "send_failed":
-        return [event.sender] if event.direction in ("outbound", "internal") else []
-    if event.outcome == "lost":
-        side = {"outbound": [event.sender], "inbound": [event.recipient],
-                "internal": [event.sender, event.recipient]}
+    if event.outcome == RoundtripOutcome.SEND_FAILED:
+        return ([event.sender] if event.direction in (Direction.OUTBOUND, Direction.INTERNAL)
+                else [])
+    if event.outcome == RoundtripOutcome.LOST:
+        side = {Direction.OUTBOUND: [event.sender], Direction.INBOUND: [event.recipient],
+                Direction.INTERNAL: [event.sender, event.recipient]}
         return side.get(event.direction, [event.sender, event.recipient])
     return []
 
@@ -184,7 +192,8 @@ def connectivity(evidence: Evidence, settings: SlaSettings, start_ns: int, end_n
     for e in events:
         for mb in provider_side(e):
             if contracted is None or mb in contracted:
-                cause = "canary lost" if e.outcome == "lost" else "canary refused"
+                cause = ("canary lost" if e.outcome == RoundtripOutcome.LOST
+                         else "canary refused")
                 seen[(e.time_ns // MINUTE_NS, mb)][e.vantage].add(cause)
     reporting: dict[int, set[str]] = defaultdict(set)  # a failure report proves a vantage alive
     for (m, _mb), by_vantage in seen.items():
@@ -299,7 +308,7 @@ def delays(evidence: Evidence, side: str, max_s: float, segs: Sequence[tuple[int
     use: dict[tuple[str, str], str] = {}
     mixed: list[tuple[str, str]] = []
     for (route, vantage, _d), s in series.items():
-        arrived, k = s.n.get("delivery_s", 0), s.n.get(field_name, 0)
+        arrived, k = s.n.get(FIELD_DELIVERY_S, 0), s.n.get(field_name, 0)
         per_route = result.by_route.setdefault(route, [0.0, 0.0])
         if arrived == 0 and k == 0:
             continue
@@ -313,10 +322,10 @@ def delays(evidence: Evidence, side: str, max_s: float, segs: Sequence[tuple[int
         elif k == 0:
             result.n += arrived
             result.n_total += arrived
-            result.total_s += s.total["delivery_s"]
-            use[(route, vantage)] = "delivery_s"
+            result.total_s += s.total[FIELD_DELIVERY_S]
+            use[(route, vantage)] = FIELD_DELIVERY_S
             per_route[0] += arrived
-            per_route[1] += s.total["delivery_s"]
+            per_route[1] += s.total[FIELD_DELIVERY_S]
         else:
             mixed.append((route, vantage))
 
@@ -357,7 +366,7 @@ def delays(evidence: Evidence, side: str, max_s: float, segs: Sequence[tuple[int
     for e in events:
         if e.direction not in directions or e.time_ns // MINUTE_NS in skip:
             continue
-        if e.outcome == "lost":
+        if e.outcome == RoundtripOutcome.LOST:
             result.lost.append(e)
             continue
         value = judged_delay(field_name, e)
