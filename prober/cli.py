@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import sys
@@ -10,9 +9,8 @@ import sys
 import click
 
 from prober import __version__
+from prober.commands.lazy import LazyGroup
 from prober.commands.options import config_option
-from prober.commands.score import score
-from prober.commands.spool import spool
 from prober.config import Config, ConfigError, load
 
 
@@ -25,7 +23,9 @@ def load_or_exit(path: str, code: int = 3, prefix: str = "") -> Config:
         sys.exit(code)
 
 
-@click.group()
+# score and spool are imported only when they run (httpx, the judge, the writer)
+@click.group(cls=LazyGroup, lazy={"score": "prober.commands.score:score",
+                                  "spool": "prober.commands.spool:spool"})
 @click.version_option(__version__, prog_name="prober")
 @click.option("-v", "--verbose", count=True, help="more log output (-vv: debug)")
 def main(verbose: int) -> None:
@@ -62,6 +62,8 @@ def check(config_path: str, routes: tuple[str, ...], as_json: bool, no_write: bo
 
     The first line is the summary with perfdata; the table follows.
     """
+    import asyncio
+
     from prober.commands import check as checking
 
     cfg = load_or_exit(config_path, prefix="PROBER UNKNOWN - ")
@@ -98,6 +100,8 @@ def run(config_path: str, ticks: int | None) -> None:
     SIGTERM stops it cleanly (submissions in progress finish, everything else stays on disk);
     SIGHUP reloads probes.toml.
     """
+    import asyncio
+
     from prober.agent.daemon import Agent
     from prober.agent.spool import SpoolError
 
@@ -123,10 +127,6 @@ def _deliver(cfg: Config, measurements: list) -> str:
         return deliver(cfg, measurements, write=True)
     except Exception as exc:  # the check's verdict stands even if the spool is unhappy
         return f"not written: {exc}"
-
-
-main.add_command(score)
-main.add_command(spool)
 
 
 if __name__ == "__main__":

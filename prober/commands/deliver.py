@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from prober.agent.influx import InfluxWriter
 from prober.agent.spool import Spool, SpoolFull
 from prober.config import Config
 from prober.measurement import Measurement
@@ -35,6 +34,8 @@ def deliver(config: Config, measurements: Iterable[Measurement], write: bool = T
         if not write:
             return (f"{_points(n)} spooled in {spool.path}, not sent (--no-write); "
                     f"{spool.depth()} waiting for InfluxDB")
+        from prober.agent.influx import InfluxWriter  # httpx: only with [influx]
+
         writer = InfluxWriter(config.influx, spool)
         try:
             result = writer.drain_once()

@@ -1,0 +1,39 @@
+"""Each command imports what it uses: start-up time and the daemon's memory depend on it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+HEAVY = ("httpx", "httpcore", "h2", "influxdb_client", "urllib3", "prober.sla",
+         "prober.agent.influx", "playwright")
+
+
+def _loaded_after(code: str) -> set[str]:
+    probe = (f"import sys, json\n{code}\n"
+             f"print(json.dumps(sorted(m for m in sys.modules if m.startswith({HEAVY!r}))))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=60, check=True)
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def test_config_check_imports_nothing_heavy(tmp_path: Path) -> None:
+    path = tmp_path / "probes.toml"
+    path.write_text(f'[vantage]\nname = "v"\nstate_dir = "{tmp_path}"\n')
+    loaded = _loaded_after(
+        "from prober.cli import main\n"
+        f"main(['config', 'check', '-c', {str(path)!r}], standalone_mode=False)")
+    assert loaded == set()
+
+
+def test_check_without_influx_or_webmail_imports_nothing_heavy() -> None:
+    # what `prober check` imports to check mail and spool the points (no [influx])
+    loaded = _loaded_after("import prober.cli, prober.commands.check, prober.commands.deliver")
+    assert loaded == set()
+
+
+def test_score_is_imported_when_it_runs() -> None:
+    assert "prober.sla.score" in _loaded_after(
+        "from prober.cli import main\nmain.get_command(None, 'score')")
