@@ -74,7 +74,8 @@ def open_evidence(config: Config, source: str, start_ns: int, end_ns: int) -> Ev
     if source == "influx":
         if config.influx is None:
             raise QueryError("--source influx, but probes.toml has no [influx] section")
-        return InfluxEvidence(influx_target(config.influx))
+        # [influx] timeout_s bounds every query, so a hung server is an error in seconds
+        return InfluxEvidence(influx_target(config.influx), timeout_s=config.influx.timeout_s)
     from prober.sla.local import spool_evidence
 
     if not Path(config.spool.path).exists():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import html
 import itertools
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from prober.sla.query import CanaryEvent
@@ -318,6 +318,8 @@ def _svg_bars(title: str, labels: list[str], series: list[tuple[str, str, list[f
 def _svg_lines(title: str, labels: list[str], series: list[tuple[str, str, list[float | None]]],
                lines: list[tuple[float, str]], unit: str = "s", width: int = 1000,
                height: int = 260) -> str:
+    """One point per label, the labels evenly spaced: pass every day of the period (None
+    where a series has no value) so that the x axis is a time axis, not a list of days."""
     left, bottom, top, right = 55, 50, 30, 15
     w, h = width - left - right, height - top - bottom
     values = [v for _, _, vs in series for v in vs if v is not None]
@@ -331,17 +333,71 @@ def _svg_lines(title: str, labels: list[str], series: list[tuple[str, str, list[
                        f'text-anchor="middle">{_e(label)}</text>')
     out.extend(_threshold_lines(lines, left, top, w, h, ymax))
     for name, color, vs in series:
-        pts = [f"{left + i * step:.1f},{top + h - h * v / ymax:.1f}"
-               for i, v in enumerate(vs) if v is not None]
-        if pts:
-            out.append(f'<polyline points="{" ".join(pts)}" fill="none" stroke="{color}" '
-                       f'stroke-width="2"/>')
-            for p, (i, v) in zip(pts, [(i, v) for i, v in enumerate(vs) if v is not None],
-                                 strict=True):
-                x, y = p.split(",")
-                out.append(f'<circle cx="{x}" cy="{y}" r="3" fill="{color}"><title>'
-                           f'{_e(name)} {_e(labels[i])}: {v:.2f} s</title></circle>')
+        # a gap in the data (days without loads) is a gap in the line, not a straight join
+        runs: list[list[tuple[int, float]]] = []
+        for i, v in enumerate(vs):
+            if v is None:
+                continue
+            if runs and runs[-1][-1][0] == i - 1:
+                runs[-1].append((i, v))
+            else:
+                runs.append([(i, v)])
+        for run in runs:
+            pts = " ".join(f"{left + i * step:.1f},{top + h - h * v / ymax:.1f}" for i, v in run)
+            if len(run) > 1:
+                out.append(f'<polyline points="{pts}" fill="none" stroke="{color}" '
+                           f'stroke-width="2"/>')
+            for i, v in run:
+                out.append(f'<circle cx="{left + i * step:.1f}" cy="{top + h - h * v / ymax:.1f}" '
+                           f'r="3" fill="{color}"><title>{_e(name)} {_e(labels[i])}: '
+                           f'{v:.2f} s</title></circle>')
     out.extend(_legend(series, left, height))
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _svg_down_days(title: str, labels: list[str], down: list[int], unknown: list[int],
+                   day_minutes: list[int], width: int = 1000, height: int = 300) -> str:
+    """Down minutes per day on their own scale, with the count printed over every day that
+    has any; the minutes no vantage saw in a grey strip underneath, shaded by their share
+    of the day. Drawn on one scale, a month's few down minutes vanish next to a day of
+    unknown ones (6 minutes were once 0.7 px high)."""
+    left, top, right = 55, 30, 15
+    strip_h, gap = 18, 22
+    bottom = 50 + strip_h + gap
+    w, h = width - left - right, height - top - bottom
+    ymax = max([*down, 10]) * 1.15
+    n = max(len(labels), 1)
+    bw = w / n
+    out = _frame(title, width, height, left, top, w, h, ymax, "")
+    for i, label in enumerate(labels):
+        x = left + i * bw
+        if down[i] > 0:
+            bh = max(h * down[i] / ymax, 2.0)
+            out.append(f'<rect x="{x + 1:.1f}" y="{top + h - bh:.1f}" width="{max(bw - 2, 1):.1f}" '
+                       f'height="{bh:.1f}" fill="#c0392b"><title>{_e(label)}: {down[i]} min '
+                       f'down</title></rect>'
+                       f'<text x="{x + bw / 2:.1f}" y="{top + h - bh - 4:.1f}" class="v" '
+                       f'text-anchor="middle" fill="#c0392b">{down[i]}</text>')
+        share = unknown[i] / day_minutes[i] if day_minutes[i] else 0.0
+        y0 = top + h + gap
+        out.append(f'<rect x="{x + 1:.1f}" y="{y0}" width="{max(bw - 2, 1):.1f}" '
+                   f'height="{strip_h}" fill="#7f7f7f" fill-opacity="{share:.3f}" '
+                   f'stroke="#ddd"><title>{_e(label)}: {unknown[i]} of {day_minutes[i]} min '
+                   f'unknown</title></rect>')
+        if unknown[i] and bw >= 24:
+            out.append(f'<text x="{x + bw / 2:.1f}" y="{y0 + 13}" class="a" '
+                       f'text-anchor="middle">{unknown[i]}</text>')
+        if n <= 40 or i % max(1, n // 30) == 0:
+            out.append(f'<text x="{x + bw / 2:.1f}" y="{top + h + 14}" class="a" '
+                       f'text-anchor="middle">{_e(label)}</text>')
+    y0 = top + h + gap
+    out.append(f'<text x="{left - 5}" y="{y0 + 13}" class="a" text-anchor="end">unknown</text>')
+    out.append(f'<rect x="{left}" y="{height - 16}" width="10" height="10" fill="#c0392b"/>'
+               f'<text x="{left + 14}" y="{height - 7}" class="a">down minutes (scale at the '
+               f'left)</text><rect x="{left + 210}" y="{height - 16}" width="10" height="10" '
+               f'fill="#7f7f7f"/><text x="{left + 224}" y="{height - 7}" class="a">minutes no '
+               f'vantage saw (strip, darker = more of the day; the number is minutes)</text>')
     out.append("</svg>")
     return "".join(out)
 
@@ -355,34 +411,55 @@ def _bin_labels() -> list[str]:
     return [*labels, "lost"]
 
 
-def charts(card: Scorecard) -> list[str]:
-    days = list(card.daily_down)
-    down_chart = _svg_bars(
-        "Minutes down per day (after quorum, maintenance and exclusions)",
-        [d.strftime("%d") for d in days],
-        [("down", "#c0392b", [float(card.daily_down[d]) for d in days]),
-         ("no vantage (unknown)", "#b0b0b0", [float(card.daily_unknown[d]) for d in days])],
-        unit="")
+def _day_minutes(card: Scorecard, days: list[date]) -> list[int]:
+    tz = card.month.start.tzinfo
+    out = []
+    for d in days:
+        start = datetime.combine(d, time(0), tz)
+        end = datetime.combine(d + timedelta(days=1), time(0), tz)
+        out.append(int((end.timestamp() - start.timestamp()) // 60))
+    return out
+
+
+def _delay_chart(side: str, r: DelayResult, directions: str) -> str:
     labels = _bin_labels()
     i60 = DELAY_EDGES.index(60.0) + 1
     i3600 = DELAY_EDGES.index(3600.0) + 1
-    delay_chart = _svg_bars(
-        "Delay distribution: canaries per delay bin (send and receive side)", labels,
-        [("send", "#2e86c1", [float(x) for x in card.send.bins] + [float(len(card.send.lost))]),
-         ("receive", "#28b463", [float(x) for x in card.receive.bins]
-          + [float(len(card.receive.lost))])],
+    color = "#2e86c1" if side == "send" else "#28b463"
+    return _svg_bars(
+        f"{side.capitalize()} delay: canaries per delay bin ({directions}; each canary once, "
+        f"{r.n} arrived, {len(r.lost)} lost)", labels,
+        [(f"{side} side", color, [float(x) for x in r.bins] + [float(len(r.lost))])],
         vlines=[(i60, "1 min (mean limit)"), (i3600, "1 h (maximum)")])
+
+
+def _page_open_limits(card: Scorecard) -> list[tuple[float, str]]:
+    out = []
+    for v in card.verdicts:
+        if v.clause.id.startswith("webmail_"):
+            limit = v.clause.num("mean_max_s")
+            out.append((limit, f"{limit:g} s {v.clause.id.removeprefix('webmail_')}"))
+    return out
+
+
+def charts(card: Scorecard) -> list[str]:
+    days = list(card.daily_down)
+    down_chart = _svg_down_days(
+        "Minutes down per day (after quorum, maintenance and exclusions)",
+        [d.strftime("%d") for d in days], [card.daily_down[d] for d in days],
+        [card.daily_unknown[d] for d in days], _day_minutes(card, days))
+    send_chart = _delay_chart("send", card.send, "outbound and internal")
+    receive_chart = _delay_chart("receive", card.receive, "inbound and internal")
     profiles = list(card.webmail.values())
-    all_days = sorted({d for p in profiles for d in p.daily})
     colors = ["#8e44ad", "#d35400", "#16a085", "#2c3e50", "#f1c40f"]
     web_chart = _svg_lines(
         "Webmail page open time per profile: daily mean (failed loads at their timeout)",
-        [d.strftime("%d") for d in all_days],
+        [d.strftime("%d") for d in days],
         [(f"{p.profile} ({p.contract_class or '?'})", colors[i % len(colors)],
           [p.daily[d][1] / p.daily[d][0] if d in p.daily and p.daily[d][0] else None
-           for d in all_days]) for i, p in enumerate(profiles)],
-        lines=[(10.0, "10 s broadband"), (30.0, "30 s narrowband")])
-    return [down_chart, delay_chart, web_chart]
+           for d in days]) for i, p in enumerate(profiles)],
+        lines=_page_open_limits(card))
+    return [down_chart, send_chart, receive_chart, web_chart]
 
 
 _CSS = """

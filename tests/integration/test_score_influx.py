@@ -118,3 +118,29 @@ def test_dashboard_queries_run_on_influxdb_1_6(influxdb1: InfluxDB1, influx_db: 
         assert "error" not in result["results"][0], (q, result)
         if "webmail_load\" WHERE \"outcome\" != 'ok'" not in q and "spool_depth" not in q:
             assert result["results"][0].get("series"), q  # the scenario has data for these
+
+
+def test_dashboard_send_delay_panel_shows_internal_routes_without_split_hops(
+        influxdb1: InfluxDB1, influx_db: str) -> None:
+    """On one provider the hops of an internal canary cannot be told apart: the panel must
+    show its delivery_s, or it is empty for every internal route."""
+    import json
+
+    dash = json.loads((Path(__file__).resolve().parents[2] / "dashboards" /
+                       "prober-sla.json").read_text())
+    panel = next(p for p in dash["panels"] if p["title"].startswith("Send delay"))
+    t0 = 1_790_000_000 * 10**9
+    body = "\n".join(
+        f"mail_roundtrip,direction=internal,recipient=b@x.test,route=local,sender=a@x.test,"
+        f'vantage=v1 canary="c{i}",delivery_s={0.5 + i},outcome="delivered" {t0 + i * 60 * 10**9}'
+        for i in range(3))
+    r = httpx.post(f"{influxdb1.url}/write", params={"db": influx_db, "precision": "ns"},
+                   content=body.encode())
+    assert r.status_code == 204, r.text
+    q = panel["targets"][0]["query"].replace(
+        "$timeFilter", f"time >= {t0} AND time < {t0 + 3600 * 10**9}").replace(
+        "$__interval", "1h")
+    series = influxdb1.query(q, db=influx_db)["results"][0]["series"]
+    assert series[0]["tags"] == {"route": "local"}
+    row = dict(zip(series[0]["columns"], series[0]["values"][0], strict=True))
+    assert row["delivery_s"] == pytest.approx(1.5)

@@ -66,7 +66,7 @@ def test_breach_from_the_spool_in_every_format(tmp_path: Path) -> None:
                              "-o", str(out)])
     assert r.exit_code == 1 and r.output == ""
     page = out.read_text()
-    assert page.count("<svg") == 3 and "<script" not in page and "http" not in page.split(
+    assert page.count("<svg") == 4 and "<script" not in page and "http" not in page.split(
         "<body>")[1].replace('xmlns="http://www.w3.org/2000/svg"', "")
     for fmt in ("table", "markdown"):
         r = runner.invoke(main, ["score", "-c", str(cfg), "--month", "2026-10", "--format", fmt])
@@ -96,3 +96,24 @@ def test_errors_exit_3(tmp_path: Path) -> None:
     bad = write_config(tmp_path, 'quorum = "all"')
     r = runner.invoke(main, ["score", "-c", str(bad), "--month", "2026-10"])
     assert r.exit_code == 3 and "sla.quorum" in r.output
+
+
+def test_a_hung_influxdb_is_an_error_within_influx_timeout_s(tmp_path: Path) -> None:
+    """A server that accepts the connection and never answers (the kernel completes the
+    handshake from the listen backlog): the score gives up after [influx] timeout_s."""
+    import socket
+    import time
+
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(8)
+        port = hung.getsockname()[1]
+        cfg = write_config(tmp_path, "")
+        cfg.write_text(cfg.read_text() + f'\n[influx]\napi = "v1"\nurl = "http://127.0.0.1:{port}"'
+                       '\ndatabase = "prober"\ntimeout_s = 1\n')
+        t0 = time.monotonic()
+        r = CliRunner().invoke(main, ["score", "-c", str(cfg), "--month", "2026-10"])
+        took = time.monotonic() - t0
+    assert r.exit_code == 3, r.output
+    assert f"127.0.0.1:{port}/query" in r.output and "Timeout" in r.output
+    assert took < 10  # one statement's timeout, not the old fixed 120 s
