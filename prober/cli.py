@@ -10,17 +10,8 @@ import click
 
 from prober import __version__
 from prober.commands.lazy import LazyGroup
-from prober.commands.options import config_option
-from prober.config import Config, ConfigError, load
-
-
-def load_or_exit(path: str, code: int = 3, prefix: str = "") -> Config:
-    """Load the config, or print the error (file and key named) and exit with `code`."""
-    try:
-        return load(path)
-    except ConfigError as exc:
-        click.echo(f"{prefix}config error: {exc}", err=not prefix)
-        sys.exit(code)
+from prober.commands.options import config_option, load_or_exit
+from prober.config import Config
 
 
 # score and spool are imported only when they run (httpx, the judge, the writer)

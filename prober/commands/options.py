@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
+
+from prober.config import Config, ConfigError, load
+
+# Every command exits with this when the configuration is invalid (Nagios' UNKNOWN for
+# `prober check`), so a wrapper can tell a bad file from a failed probe.
+EXIT_CONFIG = 3
 
 DEFAULT_CONFIG = "/etc/prober/probes.toml"
 
 config_option = click.option(
     "-c", "--config", "config_path", envvar="PROBER_CONFIG", default=DEFAULT_CONFIG,
-    show_default=True, type=click.Path(dir_okay=False),
+    # a plain string: load() says what is wrong with the path (a directory, a FIFO), with
+    # the exit code of every other configuration error
+    show_default=True, type=str, metavar="FILE",
     help="probes.toml to read (or $PROBER_CONFIG)")
+
+
+def load_or_exit(path: str, prefix: str = "") -> Config:
+    """Load the config, or print the error (file and key named) and exit EXIT_CONFIG."""
+    try:
+        return load(path)
+    except ConfigError as exc:
+        click.echo(f"{prefix}config error: {exc}", err=not prefix)
+        sys.exit(EXIT_CONFIG)

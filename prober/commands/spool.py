@@ -20,11 +20,9 @@ import click
 
 from prober.agent.influx import InfluxWriter
 from prober.agent.spool import Spool, SpoolError
-from prober.commands.options import config_option
-from prober.config import Config, ConfigError, load
+from prober.commands.options import config_option, load_or_exit
+from prober.config import Config
 from prober.spoolfile import SpoolReader, SpoolReadError
-
-EXIT_CONFIG = 3
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -47,11 +45,7 @@ def parse_when(text: str, now_ns: int | None = None) -> int:
 
 
 def _load(path: str) -> Config:
-    try:
-        return load(path)
-    except ConfigError as exc:
-        click.echo(f"prober spool: config error: {exc}", err=True)
-        sys.exit(EXIT_CONFIG)
+    return load_or_exit(path)
 
 
 def _read(config: Config) -> SpoolReader:

@@ -26,7 +26,14 @@ from prober.config.mail import (
     parse_timeouts,
     parse_vantage,
 )
-from prober.config.reader import ConfigError, Secret, Section
+from prober.config.reader import (
+    MAX_CONFIG_BYTES,
+    ConfigError,
+    FileProblem,
+    Secret,
+    Section,
+    read_regular_file,
+)
 from prober.config.sla import SlaSettings, parse_sla
 from prober.config.webmail import WebmailTarget, parse_webmail
 from prober.contract import Contract, resolve
@@ -55,9 +62,9 @@ class Config:
 def load(path: str | Path) -> Config:
     file = str(path)
     try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise ConfigError(file, "", f"cannot read: {exc.strerror}") from None
+        raw, _ = read_regular_file(path, MAX_CONFIG_BYTES)
+    except FileProblem as exc:
+        raise ConfigError(file, "", exc.reason) from None
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:

@@ -20,10 +20,10 @@ def parse_agent(root: Section) -> AgentSettings:
     if s is None:
         return AgentSettings()
     a = AgentSettings(
-        tick_s=s.number("tick_s", 60.0, minimum=0.5),
+        tick_s=s.number("tick_s", 60.0, minimum=0.5, maximum=3600),
         concurrency=s.integer("concurrency", 32, minimum=1, maximum=10000),
-        stop_grace_s=s.number("stop_grace_s", 30.0, minimum=0),
-        access_every_ticks=s.integer("access_every_ticks", 1, minimum=1),
+        stop_grace_s=s.number("stop_grace_s", 30.0, minimum=0, maximum=3600),
+        access_every_ticks=s.integer("access_every_ticks", 1, minimum=1, maximum=10_000),
     )
     s.check_unknown()
     return a

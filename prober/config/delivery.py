@@ -67,9 +67,12 @@ def parse_spool(root: Section, state_dir: str) -> SpoolSettings:
         return SpoolSettings(path=path, retain=retain)
     spool = SpoolSettings(
         path=s.text("path", path),
-        max_bytes=s.integer("max_bytes", SpoolSettings.max_bytes, minimum=MiB),
-        max_age_s=s.number("max_age_s", SpoolSettings.max_age_s, minimum=60),
-        min_free_bytes=s.integer("min_free_bytes", SpoolSettings.min_free_bytes, minimum=0),
+        max_bytes=s.integer("max_bytes", SpoolSettings.max_bytes, minimum=MiB,
+                            maximum=1024 * 1024 * MiB),
+        max_age_s=s.number("max_age_s", SpoolSettings.max_age_s, minimum=60,
+                           maximum=3660 * DAY_S),
+        min_free_bytes=s.integer("min_free_bytes", SpoolSettings.min_free_bytes, minimum=0,
+                                 maximum=1024 * 1024 * MiB),
         ballast_bytes=s.integer("ballast_bytes", SpoolSettings.ballast_bytes, minimum=0,
                             maximum=1024 * MiB),
         retain=retain,
@@ -96,10 +99,10 @@ def parse_influx(root: Section) -> InfluxSettings | None:
         ca_file=ca_file,
         tls_verify=s.flag("tls_verify", True),
         batch_size=s.integer("batch_size", 5000, minimum=1, maximum=100_000),
-        timeout_s=s.number("timeout_s", 10.0, minimum=0.1),
-        backoff_min_s=s.number("backoff_min_s", 1.0, minimum=0.01),
-        backoff_max_s=s.number("backoff_max_s", 300.0, minimum=0.01),
-        interval_s=s.number("interval_s", 1.0, minimum=0.01),
+        timeout_s=s.number("timeout_s", 10.0, minimum=0.1, maximum=600),
+        backoff_min_s=s.number("backoff_min_s", 1.0, minimum=0.01, maximum=3600),
+        backoff_max_s=s.number("backoff_max_s", 300.0, minimum=0.01, maximum=DAY_S),
+        interval_s=s.number("interval_s", 1.0, minimum=0.01, maximum=3600),
     )
     if common["backoff_max_s"] < common["backoff_min_s"]:  # type: ignore[operator]
         raise s.error("backoff_max_s", f"must be >= backoff_min_s ({common['backoff_min_s']})")

@@ -13,6 +13,7 @@ from prober.config.reader import Secret, Section
 TLS_MODES = ("starttls", "tls", "none")
 DIRECTIONS = ("outbound", "inbound", "internal")
 CLEANUP_MODES = ("delete", "move", "keep")
+DAY_S = 86400.0
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -211,8 +212,8 @@ def parse_timeouts(root: Section) -> Timeouts:
     s = root.table("timeouts")
     if s is None:
         return Timeouts()
-    t = Timeouts(connect_s=s.number("connect_s", 10.0, minimum=0.1),
-                 command_s=s.number("command_s", 30.0, minimum=0.1))
+    t = Timeouts(connect_s=s.number("connect_s", 10.0, minimum=0.1, maximum=600),
+                 command_s=s.number("command_s", 30.0, minimum=0.1, maximum=3600))
     s.check_unknown()
     return t
 
@@ -222,13 +223,13 @@ def parse_canary(root: Section) -> CanarySettings:
     if s is None:
         return CanarySettings()
     c = CanarySettings(
-        late_after_s=s.number("late_after_s", 3600.0, minimum=1),
-        lost_after_s=s.number("lost_after_s", 14400.0, minimum=1),
+        late_after_s=s.number("late_after_s", 3600.0, minimum=1, maximum=30 * DAY_S),
+        lost_after_s=s.number("lost_after_s", 14400.0, minimum=1, maximum=30 * DAY_S),
         cleanup=s.choice("cleanup", CLEANUP_MODES, "delete"),
         idle_renew_s=s.number("idle_renew_s", 240.0, minimum=5, maximum=1740),
-        poll_s=s.number("poll_s", 10.0, minimum=0.05),
-        junk_poll_s=s.number("junk_poll_s", 60.0, minimum=0.05),
-        sweep_after_s=s.number("sweep_after_s", 86400.0, minimum=60),
+        poll_s=s.number("poll_s", 10.0, minimum=0.05, maximum=3600),
+        junk_poll_s=s.number("junk_poll_s", 60.0, minimum=0.05, maximum=DAY_S),
+        sweep_after_s=s.number("sweep_after_s", 86400.0, minimum=60, maximum=366 * DAY_S),
         fast_poll_s=_fast_poll(s, "fast_poll_s", 0.0),
         headers=_headers(s),
     )
@@ -240,7 +241,7 @@ def parse_canary(root: Section) -> CanarySettings:
 
 def _fast_poll(s: Section, key: str, default: float) -> float:
     """0 (off) or an interval of at least 10 ms: a NOOP per interval is the cost."""
-    value = s.number(key, default, minimum=0)
+    value = s.number(key, default, minimum=0, maximum=60)
     if 0 < value < 0.01:
         raise s.error(key, f"{value:g} is too short: 0 (off) or at least 0.01 s")
     return value
@@ -251,9 +252,9 @@ def parse_check(root: Section) -> CheckSettings:
     if s is None:
         return CheckSettings()
     c = CheckSettings(
-        warning_s=s.number("warning_s", 60.0, minimum=0),
-        critical_s=s.number("critical_s", 3600.0, minimum=0),
-        wait_s=s.number("wait_s", 120.0, minimum=1),
+        warning_s=s.number("warning_s", 60.0, minimum=0, maximum=30 * DAY_S),
+        critical_s=s.number("critical_s", 3600.0, minimum=0, maximum=30 * DAY_S),
+        wait_s=s.number("wait_s", 120.0, minimum=1, maximum=DAY_S),
         fast_poll_s=_fast_poll(s, "fast_poll_s", 0.05),
     )
     if c.critical_s < c.warning_s:

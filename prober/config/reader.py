@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import enum
+import math
 import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Final, Literal, cast, overload
@@ -55,6 +57,59 @@ class Secret:
         return hash(self.source)
 
 
+# Larger than any sane value: a bound on what a mistaken path (a log, a disk image) costs.
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+MAX_SECRET_BYTES = 64 * 1024
+# Characters that end or cut a protocol line: in a user, folder, host or header they would
+# smuggle a second SMTP/IMAP command or header into the conversation.
+_LINE_BREAKERS = ("\r", "\n", "\0")
+
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+          (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"))
+
+
+class FileProblem(Exception):
+    """Why a file cannot be read as configuration or a secret; the caller names the key."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.reason = reason  # without the path, for messages that name the file already
+        super().__init__(f"{path}: {reason}")
+
+
+def read_regular_file(path: str | Path, limit: int) -> tuple[bytes, os.stat_result]:
+    """The bytes of a regular file of at most `limit` bytes, and its status.
+
+    Opened without blocking, so a FIFO (or a device) is refused instead of hanging the
+    reader until someone writes to it; the type is checked on the open descriptor.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise FileProblem(path, f"cannot read: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = next((name for test, name in _KINDS if test(st.st_mode)), "not a file")
+            raise FileProblem(path, f"is {kind}, not a regular file")
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit:
+            try:
+                chunk = os.read(fd, min(65536, limit + 1 - size))
+            except OSError as exc:
+                raise FileProblem(path, f"cannot read: {exc.strerror}") from None
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:
+            raise FileProblem(path, f"is larger than {limit} bytes")
+        return b"".join(chunks), st
+    finally:
+        os.close(fd)
+
+
 class Section:
     """One TOML table plus where it sits, so errors can say `file: mailbox[1].smtp.port: ...`."""
 
@@ -99,9 +154,16 @@ class Section:
 
     def text(self, name: str, default: str | _Required | None = _REQUIRED) -> str | None:
         value = self._get(name, default, (str,), "a string")
-        if value is not default and value == "":
-            raise self.error(name, "must not be empty")
+        if value is not default:
+            if value == "":
+                raise self.error(name, "must not be empty")
+            self.one_line(name, value)
         return cast("str | None", value)
+
+    def one_line(self, name: str, value: str) -> None:
+        """Refuse CR, LF and NUL: no configured string belongs on more than one line."""
+        if any(c in value for c in _LINE_BREAKERS):
+            raise self.error(name, f"must be one line, without CR, LF or NUL: {value!r}")
 
     @overload
     def integer(self, name: str, default: int | _Required = _REQUIRED,
@@ -134,6 +196,10 @@ class Section:
 
     def _check_range(self, name: str, value: float, minimum: float | None,
                      maximum: float | None) -> None:
+        """The one place numbers are bounded: finite, and within the key's documented range
+        (nan compares false with everything, so it must be refused before the bounds)."""
+        if not math.isfinite(value):
+            raise self.error(name, f"must be a finite number, got {value}")
         if minimum is not None and value < minimum:
             raise self.error(name, f"must be >= {minimum}, got {value}")
         if maximum is not None and value > maximum:
@@ -174,6 +240,7 @@ class Section:
         for i, item in enumerate(value):
             if not isinstance(item, str) or not item:
                 raise self.error(f"{name}[{i}]", f"must be a non-empty string, got {item!r}")
+            self.one_line(f"{name}[{i}]", item)
         return list(value)
 
     def existing_file(self, name: str) -> str | None:
@@ -185,8 +252,10 @@ class Section:
         path = Path(value)
         if not path.is_absolute():
             path = Path(self.file).resolve().parent / path
-        if not path.is_file():
+        if not path.exists():
             raise self.error(name, f"no such file: {path}")
+        if not path.is_file():
+            raise self.error(name, f"{path} is not a regular file")
         return str(path)
 
     def text_map(self, name: str) -> dict[str, str]:
@@ -198,6 +267,7 @@ class Section:
         for key, item in value.items():
             if not isinstance(item, str):
                 raise self.error(f"{name}.{key}", f"must be a string, got {item!r}")
+            self.one_line(f"{name}.{key}", item)
         return dict(value)
 
     def table(self, name: str, required: bool = False) -> Section | None:
@@ -236,6 +306,10 @@ class Section:
         given = [s for s in ("env", "file", "credential") if f"{stem}_{s}" in self.data]
         for source in ("env", "file", "credential"):
             self._used.add(f"{stem}_{source}")
+        shared_key = f"{stem}_file_shared"
+        shared = self.flag(shared_key, False)
+        if self.has(shared_key) and given != ["file"]:
+            raise self.error(shared_key, f"applies only with {stem}_file")
         if not given:
             if required:
                 raise self.error(f"{stem}_env", f"one of {stem}_env, {stem}_file, "
@@ -251,23 +325,51 @@ class Section:
             value = os.environ.get(ref)
             if value is None:
                 raise self.error(key, f"environment variable {ref} is not set")
+            self._check_secret(key, value, f"environment variable {ref}")
             return Secret(f"env:{ref}", value)
         if source == "file":
             path = Path(ref)
             if not path.is_absolute():
                 path = Path(self.file).resolve().parent / path
-            return Secret(f"file:{path}", self._read_secret_file(key, path))
+            value = self.read_secret_file(key, path, shared=shared, shared_key=shared_key)
+            return Secret(f"file:{path}", value)
         creds = os.environ.get("CREDENTIALS_DIRECTORY")
         if not creds:
             raise self.error(key, "CREDENTIALS_DIRECTORY is not set (systemd LoadCredential= "
                              "provides it)")
-        return Secret(f"credential:{ref}", self._read_secret_file(key, Path(creds) / ref))
+        # systemd keeps $CREDENTIALS_DIRECTORY private to the unit: no mode check there.
+        value = self.read_secret_file(key, Path(creds) / ref, shared=True)
+        return Secret(f"credential:{ref}", value)
 
-    def _read_secret_file(self, key: str, path: Path) -> str:
+    def read_secret_file(self, key: str, path: Path, shared: bool = False,
+                         shared_key: str = "") -> str:
+        """The one check for a file holding a secret: a regular file (a FIFO must not hang
+        the load), readable, at most 64 KiB of UTF-8, and, unless `shared`, readable by its
+        owner only. Trailing line breaks are dropped; any other is refused."""
         try:
-            return path.read_text(encoding="utf-8").rstrip("\r\n")
-        except OSError as exc:
-            raise self.error(key, f"cannot read {path}: {exc.strerror}") from None
+            raw, st = read_regular_file(path, MAX_SECRET_BYTES)
+        except FileProblem as exc:
+            raise self.error(key, str(exc)) from None
+        if not shared and st.st_mode & 0o044:
+            raise self.error(key, f"{path} is readable by group or others (mode "
+                             f"{stat.S_IMODE(st.st_mode):04o}); chmod 0600 it, or set "
+                             f"{shared_key or 'the _shared option'} = true if that is intended")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise self.error(key, f"{path} is not UTF-8 text ({exc.reason} at byte "
+                             f"{exc.start})") from None
+        value = text.rstrip("\r\n")
+        self._check_secret(key, value, str(path))
+        return value
+
+    def _check_secret(self, key: str, value: str, where: str) -> None:
+        # never echo the value: the error names only where it came from
+        if value == "":
+            raise self.error(key, f"{where} is empty")
+        if any(c in value for c in _LINE_BREAKERS):
+            raise self.error(key, f"{where} holds a CR, LF or NUL inside the secret; it "
+                             "would end the login command early")
 
     def check_unknown(self) -> None:
         """Typos such as `prot = 587` must not be silently ignored."""

@@ -15,6 +15,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from prober.config.reader import ConfigError, Section
 from prober.contract import BY_ID
 
+# more vantages than this would be a fleet, not a quorum; it also bounds a typo like 1e9
+MAX_QUORUM = 1000
+
 
 @dataclass(frozen=True)
 class Window:
@@ -56,17 +59,19 @@ def parse_sla(root: Section) -> SlaSettings:
     s._used.add("quorum")
     if quorum_raw == "majority":
         quorum = None
-    elif isinstance(quorum_raw, int) and not isinstance(quorum_raw, bool) and quorum_raw >= 1:
+    elif (isinstance(quorum_raw, int) and not isinstance(quorum_raw, bool)
+          and 1 <= quorum_raw <= MAX_QUORUM):
         quorum = quorum_raw
     else:
-        raise s.error("quorum", f'must be "majority" or a whole number >= 1, got {quorum_raw!r}')
+        raise s.error("quorum", f'must be "majority" or a whole number from 1 to {MAX_QUORUM}, '
+                      f"got {quorum_raw!r}")
     mailboxes = s.text_list("mailboxes", None)
     settings = SlaSettings(
         timezone=timezone,
         quorum=quorum,
         min_coverage=s.number("min_coverage", 0.99, minimum=0.0, maximum=1.0),
         mailboxes=tuple(mailboxes) if mailboxes is not None else None,
-        webmail_timeout_s=s.number("webmail_timeout_s", None, minimum=0.001),
+        webmail_timeout_s=s.number("webmail_timeout_s", None, minimum=0.001, maximum=3600),
         clauses=MappingProxyType(_clause_overrides(s)),
         maintenance=tuple(_window(w, tz) for w in s.tables("maintenance")),
         exclusions=tuple(_window(w, tz) for w in s.tables("exclusion")),
@@ -98,9 +103,9 @@ def _clause_overrides(s: Section) -> dict[str, Mapping[str, object]]:
                 if isinstance(default, tuple):
                     values[key] = tuple(c.text_list(key))
                 elif isinstance(default, int) and not isinstance(default, bool):
-                    values[key] = c.integer(key, minimum=0)
+                    values[key] = c.integer(key, minimum=0, maximum=1_000_000)
                 else:
-                    values[key] = c.number(key, minimum=0.0)
+                    values[key] = c.number(key, minimum=0.0, maximum=1e7)
         c.check_unknown()
         result[clause_id] = MappingProxyType(values)
     table.check_unknown()

@@ -98,8 +98,8 @@ def parse_profiles(root: Section) -> dict[str, Profile]:
         if name in ALIASES:
             raise s.error(name, f"{name!r} is the contract's own word (= preset "
                           f"{ALIASES[name]!r}); name your profile differently")
-        down = p.number("down_kbps", minimum=1)
-        up = p.number("up_kbps", minimum=1)
+        down = p.number("down_kbps", minimum=1, maximum=100_000_000)
+        up = p.number("up_kbps", minimum=1, maximum=100_000_000)
         rtt = p.number("rtt_ms", minimum=0, maximum=10000)
         cls = p.choice("contract_class", CONTRACT_CLASSES, "")
         p.check_unknown()
@@ -126,9 +126,12 @@ def _limits(s: Section | None) -> WebmailLimits:
     d = WebmailLimits()
     limits = WebmailLimits(
         max_requests=s.integer("max_requests", d.max_requests, minimum=1, maximum=10000),
-        max_page_bytes=s.integer("max_page_bytes", d.max_page_bytes, minimum=1000),
-        max_resource_bytes=s.integer("max_resource_bytes", d.max_resource_bytes, minimum=1000),
-        max_total_bytes=s.integer("max_total_bytes", d.max_total_bytes, minimum=1000),
+        max_page_bytes=s.integer("max_page_bytes", d.max_page_bytes, minimum=1000,
+                                 maximum=1 << 30),
+        max_resource_bytes=s.integer("max_resource_bytes", d.max_resource_bytes,
+                                     minimum=1000, maximum=1 << 30),
+        max_total_bytes=s.integer("max_total_bytes", d.max_total_bytes, minimum=1000,
+                                  maximum=1 << 30),
         max_redirects=s.integer("max_redirects", d.max_redirects, minimum=0, maximum=50),
     )
     s.check_unknown()
@@ -174,7 +177,7 @@ def parse_target(s: Section, custom: dict[str, Profile]) -> WebmailTarget:
         name=name,
         url=url,
         profiles=tuple(profiles),
-        interval_s=s.number("interval_s", DEFAULT_INTERVAL_S, minimum=10),
+        interval_s=s.number("interval_s", DEFAULT_INTERVAL_S, minimum=10, maximum=86400),
         timeout_s=s.number("timeout_s", None, minimum=1, maximum=3600),
         http2=s.flag("http2", True),
         connections_per_host=s.integer("connections_per_host", 6, minimum=1, maximum=64),

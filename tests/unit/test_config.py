@@ -315,6 +315,7 @@ def test_password_file_relative_to_config_dir(tmp_path: Path,
     conf_dir = tmp_path / "etc"
     conf_dir.mkdir()
     (conf_dir / "corp.pw").write_text(PASSWORD + "\r\n")
+    (conf_dir / "corp.pw").chmod(0o600)
     elsewhere = tmp_path / "cwd"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
@@ -377,6 +378,7 @@ def test_render_masks_secrets_and_shows_sources(tmp_path: Path) -> None:
 
 def test_render_masks_file_secret(tmp_path: Path) -> None:
     (tmp_path / "pw").write_text(PASSWORD)
+    (tmp_path / "pw").chmod(0o600)
     path = write(tmp_path, vantage(tmp_path) + mailbox(secret='password_file = "pw"'))
     text = render(load(path))
     assert PASSWORD not in text
@@ -393,3 +395,53 @@ def test_render_is_toml_with_dates_in_toml_syntax(tmp_path: Path) -> None:
     assert window["start"].isoformat() == "2026-11-03T02:00:00+00:00"
     assert [m["name"] for m in parsed["mailbox"]] == ["corp", "ext"]
     assert parsed["route"][0]["from"] == "corp"
+
+
+# --- numbers and secret files: the one place each is checked ---------------------------
+
+
+def test_every_number_getter_names_both_bounds() -> None:
+    """A number without a maximum is how `tick_s = 1e300` never ticked: every call of
+    Section.integer/number in prober/config states its range (the README lists them)."""
+    import ast
+
+    import prober.config
+
+    unbounded = []
+    for module in Path(prober.config.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(module.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in ("integer", "number")):
+                given = {k.arg for k in node.keywords}
+                if not {"minimum", "maximum"} <= given:
+                    unbounded.append(f"{module.name}:{node.lineno}")
+    assert unbounded == []
+
+
+def test_shared_secret_file_is_an_explicit_opt_in(tmp_path: Path) -> None:
+    (tmp_path / "pw").write_text(PASSWORD + "\n")
+    (tmp_path / "pw").chmod(0o640)
+    path = write(tmp_path, vantage(tmp_path) + mailbox(secret='password_file = "pw"'))
+    assert_names(load_error(path), path, "mailbox[0].password_file", "mode 0640")
+    path = write(tmp_path, vantage(tmp_path) + mailbox(
+        secret='password_file = "pw"\npassword_file_shared = true'))
+    assert load(path).mailboxes["corp"].password.reveal() == PASSWORD
+    path = write(tmp_path, vantage(tmp_path) + mailbox(
+        secret='password_env = "PROBER_TEST_PW"\npassword_file_shared = true'))
+    assert_names(load_error(path), path, "mailbox[0].password_file_shared",
+                 "only with password_file")
+
+
+def test_secret_from_env_with_a_line_break_is_refused(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROBER_TEST_PW", "pw\r\nA1 LOGOUT")
+    path = write(tmp_path, vantage(tmp_path) + mailbox())
+    err = load_error(path)
+    assert_names(err, path, "mailbox[0].password_env", "CR, LF or NUL")
+    assert "LOGOUT" not in str(err)
+
+
+def test_ca_file_that_is_a_directory_is_named(tmp_path: Path) -> None:
+    (tmp_path / "ca").mkdir()
+    path = write(tmp_path, vantage(tmp_path) + mailbox(smtp_extra='ca_file = "ca"'))
+    assert_names(load_error(path), path, "mailbox[0].smtp.ca_file", "not a regular file")

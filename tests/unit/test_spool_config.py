@@ -36,6 +36,7 @@ def test_influx_v2_defaults_and_token_from_env(monkeypatch: pytest.MonkeyPatch) 
 
 def test_influx_v1_with_password_file(tmp_path: Path) -> None:
     (tmp_path / "pw").write_text("hunter2\n")
+    (tmp_path / "pw").chmod(0o600)
     c = parse(cfg(influx={"api": "v1", "url": "http://127.0.0.1:8086", "database": "mail",
                           "retention_policy": "month", "username": "prober",
                           "password_file": str(tmp_path / "pw")}), str(tmp_path / "p.toml"))
