@@ -92,6 +92,16 @@ FIELD_LOAD_S = "load_s"
 FIELD_OPEN_S = "open_s"
 FIELD_THRESHOLD_S = "threshold_s"
 
+# the facts of a mail connection (mail_access; on mail_roundtrip prefixed SMTP_PREFIX)
+FIELD_TLS_VERSION = "tls_version"
+FIELD_TLS_CIPHER = "tls_cipher"
+FIELD_CERT_EXPIRY_DAYS = "cert_expiry_days"
+FIELD_CERT_SUBJECT = "cert_subject"
+FIELD_PEER_IP = "peer_ip"
+CONNECTION_FACTS = (FIELD_TLS_VERSION, FIELD_TLS_CIPHER, FIELD_CERT_EXPIRY_DAYS,
+                    FIELD_CERT_SUBJECT, FIELD_PEER_IP)
+SMTP_PREFIX = "smtp_"
+
 
 class Direction(StrEnum):
     """`mail_roundtrip.direction`: relative to the provider under contract."""

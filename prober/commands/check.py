@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from prober.config import Config
 from prober.measurement import Measurement
@@ -19,6 +20,7 @@ from prober.probes.access import imap_access, smtp_access
 from prober.probes.canary import new_canary_id
 from prober.probes.imap import Arrival, MailboxWatcher
 from prober.probes.roundtrip import Sent, fate, roundtrip_point, send_canary
+from prober.schema import FIELD_CERT_EXPIRY_DAYS, FIELD_CERT_SUBJECT
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 STATE_NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
@@ -116,7 +118,7 @@ async def run_check(config: Config, routes: list[str] | None = None) -> CheckRes
     perf: list[str] = []
     measurements: list[Measurement] = list(access_points)
     for point in access_points:
-        rows.append(_access_row(point))
+        rows.append(_access_row(point, config.check.cert_warning_days))
         perf.append(_perf(f"{point.tags['protocol']}_{point.tags['mailbox']}",
                           point.fields.get("total_s")))
     for sent in sends:
@@ -168,12 +170,30 @@ async def _await_arrivals(sends: list[Sent], watchers: dict[str, MailboxWatcher]
     return arrivals
 
 
-def _access_row(point: Measurement) -> Row:
+def _access_row(point: Measurement, cert_warning_days: float) -> Row:
     f = point.fields
     ok = point.tags["outcome"] == "ok"
-    return Row(point.tags["protocol"], point.tags["mailbox"], OK if ok else CRITICAL,
-               {k: f.get(k) for k in ("connect_s", "tls_s", "auth_s", "select_s", "total_s")},
-               "ok" if ok else str(f.get("error")))
+    row = Row(point.tags["protocol"], point.tags["mailbox"], OK if ok else CRITICAL,
+              {k: f.get(k) for k in ("connect_s", "tls_s", "auth_s", "select_s", "total_s")},
+              "ok" if ok else str(f.get("error")))
+    return cert_verdict(row, point, cert_warning_days) if ok else row
+
+
+def cert_verdict(row: Row, point: Measurement, warning_days: float) -> Row:
+    """WARNING when the server's certificate expires within `warning_days`; CRITICAL once
+    expired (only reachable with tls_verify = false: a verified handshake refuses it)."""
+    days = point.fields.get(FIELD_CERT_EXPIRY_DAYS)
+    if not isinstance(days, (int, float)) or days > warning_days:
+        return row
+    subject = point.fields.get(FIELD_CERT_SUBJECT) or "the server's certificate"
+    expiry = datetime.fromtimestamp(point.time_ns / 1e9 + days * 86400, UTC)
+    when = expiry.strftime("%Y-%m-%d %H:%M UTC")
+    if days <= 0:
+        return dataclasses.replace(row, state=CRITICAL, detail=(
+            f"certificate {subject} expired {-days:.1f} days ago ({when})"))
+    return dataclasses.replace(row, state=WARNING, detail=(
+        f"certificate {subject} expires in {days:.1f} days ({when}, "
+        f"warning at {warning_days:g})"))
 
 
 def _canary_row(config: Config, sent: Sent, point: Measurement,

@@ -89,6 +89,8 @@ class CheckSettings:
     critical_s: float = 3600.0
     wait_s: float = 120.0
     fast_poll_s: float = 0.05
+    # a mail server's certificate expiring within this many days makes the check WARNING
+    cert_warning_days: float = 14.0
 
 
 def default_state_dir() -> str:
@@ -256,6 +258,7 @@ def parse_check(root: Section) -> CheckSettings:
         critical_s=s.number("critical_s", 3600.0, minimum=0, maximum=30 * DAY_S),
         wait_s=s.number("wait_s", 120.0, minimum=1, maximum=DAY_S),
         fast_poll_s=_fast_poll(s, "fast_poll_s", 0.05),
+        cert_warning_days=s.number("cert_warning_days", 14.0, minimum=0),
     )
     if c.critical_s < c.warning_s:
         raise s.error("critical_s", f"must be >= warning_s ({c.warning_s})")

@@ -9,10 +9,11 @@ from prober.measurement import Measurement
 from prober.probes.errors import ProbeError, classify
 from prober.probes.imap_session import ImapSession
 from prober.probes.smtp import submit
+from prober.probes.tls import Facts
 
 
 def _point(vantage: str, mailbox: Mailbox, protocol: str, phases: dict[str, float],
-           error: ProbeError | None, started_ns: int) -> Measurement:
+           error: ProbeError | None, started_ns: int, facts: Facts) -> Measurement:
     return Measurement("mail_access", {
         "vantage": vantage,
         "mailbox": mailbox.address,
@@ -26,12 +27,14 @@ def _point(vantage: str, mailbox: Mailbox, protocol: str, phases: dict[str, floa
         "total_s": phases.get("total_s"),
         "error": str(error) if error else None,
         "error_class": error.kind if error else None,
+        **facts,
     }, started_ns)
 
 
 async def smtp_access(vantage: str, mailbox: Mailbox, timeouts: Timeouts) -> Measurement:
     result = await submit(mailbox, timeouts)
-    return _point(vantage, mailbox, "smtp", result.phases, result.error, result.started_ns)
+    return _point(vantage, mailbox, "smtp", result.phases, result.error, result.started_ns,
+                  result.facts)
 
 
 async def imap_access(vantage: str, mailbox: Mailbox, timeouts: Timeouts) -> Measurement:
@@ -52,4 +55,4 @@ async def imap_access(vantage: str, mailbox: Mailbox, timeouts: Timeouts) -> Mea
     finally:
         await sess.logout()
     sess.phases["total_s"] = time.monotonic() - t0
-    return _point(vantage, mailbox, "imap", sess.phases, error, started)
+    return _point(vantage, mailbox, "imap", sess.phases, error, started, sess.facts)

@@ -24,7 +24,7 @@ from prober.config.mail import Endpoint, Timeouts
 from prober.probes.canary import FETCH_FIELDS
 from prober.probes.connect import open_socket
 from prober.probes.errors import ProbeError, classify
-from prober.probes.tls import client_context
+from prober.probes.tls import Facts, client_context, peer_facts, tls_facts
 
 T = TypeVar("T")
 _FETCH_START = re.compile(rb"^\d+ FETCH \(")
@@ -58,6 +58,8 @@ class ImapSession:
     phases: dict[str, float] = field(default_factory=dict)
     proto: IMAP4ClientProtocol | None = None
     selected: Folder | None = None
+    # peer_ip, and once TLS is up its version, cipher and certificate (probes/tls.py)
+    facts: Facts = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._lost: asyncio.Future[None] | None = None
@@ -104,6 +106,7 @@ class ImapSession:
         t = time.monotonic()
         sock = await open_socket(ep.host, ep.port, self.timeouts.connect_s)
         self.phases["connect_s"] = time.monotonic() - t
+        self.facts.update(peer_facts(sock))
         t = time.monotonic()
         ctx = client_context(ep) if ep.tls != "none" else None
         step = "tls" if ep.tls == "tls" else "greeting"
@@ -135,6 +138,9 @@ class ImapSession:
             await self._bounded(self.proto.capability(), "tls")
         if ep.tls != "none":
             self.phases["tls_s"] = time.monotonic() - t
+            transport = self.proto.transport
+            if transport is not None:
+                self.facts.update(tls_facts(transport.get_extra_info("ssl_object")))
 
     async def login(self, user: str, password: str) -> None:
         assert self.proto is not None

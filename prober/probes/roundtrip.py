@@ -10,6 +10,7 @@ from prober.measurement import Measurement
 from prober.probes.canary import CanaryId, build_message, received_hops, split_delay
 from prober.probes.imap import Arrival
 from prober.probes.smtp import Submission, submit
+from prober.schema import SMTP_PREFIX
 
 Fields = dict[str, float | int | str | bool | None]
 OUTCOMES = ("pending", "delivered", "late", "lost", "send_failed", "send_uncertain")
@@ -65,6 +66,7 @@ def roundtrip_point(vantage: str, sent: Sent, outcome: str,
         "queue_id": sub.queue_id,
         "error": str(sub.error) if sub.error else None,
         "error_class": sub.error.kind if sub.error else None,
+        **{SMTP_PREFIX + name: value for name, value in sub.facts.items()},
     }
     if arrival is not None:
         fields.update(arrival_fields(sent, arrival))

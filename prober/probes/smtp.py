@@ -12,7 +12,7 @@ import aiosmtplib
 from prober.config.mail import Mailbox, Timeouts
 from prober.probes.connect import open_socket
 from prober.probes.errors import ProbeError, classify
-from prober.probes.tls import client_context
+from prober.probes.tls import Facts, client_context, peer_facts, tls_facts
 
 _QUEUED = re.compile(r"queued as\s+([A-Za-z0-9]+)", re.I)
 
@@ -29,6 +29,8 @@ class Submission:
     queue_id: str | None = None
     error: ProbeError | None = None
     uncertain: bool = False  # the connection died after the message was handed over
+    # peer_ip, and once TLS is up its version, cipher and certificate (probes/tls.py)
+    facts: Facts = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -59,6 +61,7 @@ async def submit(mailbox: Mailbox, timeouts: Timeouts, message: bytes | None = N
 
     try:
         sock = await open_socket(ep.host, ep.port, timeouts.connect_s)
+        result.facts.update(peer_facts(sock))
         implicit = ep.tls == "tls"
         ctx = client_context(ep) if ep.tls != "none" else None
         if implicit:
@@ -80,6 +83,9 @@ async def submit(mailbox: Mailbox, timeouts: Timeouts, message: bytes | None = N
             phase("tls_s")
         else:
             phase("connect_s")
+        if ctx is not None:
+            result.facts.update(tls_facts(smtp.get_transport_info("ssl_object")))
+            mark = time.monotonic()  # reading the certificate is our time, not the server's
         step = "auth"
         await smtp.login(mailbox.user, mailbox.password.reveal())
         phase("auth_s")

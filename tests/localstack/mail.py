@@ -56,6 +56,7 @@ class MailStack:
     # relayed over SMTP to its port 25-style listener (relay = {domain: smtp_port}).
     domain: str = DOMAIN
     relay: dict[str, int] = field(default_factory=dict)
+    cert_days: int = 30  # validity of the servers' self-signed certificate
 
     def __post_init__(self) -> None:
         self.hostname = f"mail.{self.domain}"
@@ -235,8 +236,9 @@ class MailStack:
         tls.mkdir(parents=True, exist_ok=True)
         if self.cert_file.exists():
             return
-        self._run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
-                   "-subj", f"/CN={self.hostname}", "-keyout", str(tls / "key.pem"),
+        self._run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                   "-days", str(self.cert_days), "-subj", f"/CN={self.hostname}",
+                   "-keyout", str(tls / "key.pem"),
                    "-out", str(self.cert_file), "-addext",
                    f"subjectAltName=DNS:{self.hostname},DNS:localhost,IP:{self.host}"],
                   "openssl req")
