@@ -258,7 +258,7 @@ def parse_check(root: Section) -> CheckSettings:
         critical_s=s.number("critical_s", 3600.0, minimum=0, maximum=30 * DAY_S),
         wait_s=s.number("wait_s", 120.0, minimum=1, maximum=DAY_S),
         fast_poll_s=_fast_poll(s, "fast_poll_s", 0.05),
-        cert_warning_days=s.number("cert_warning_days", 14.0, minimum=0),
+        cert_warning_days=s.number("cert_warning_days", 14.0, minimum=0, maximum=3650),
     )
     if c.critical_s < c.warning_s:
         raise s.error("critical_s", f"must be >= warning_s ({c.warning_s})")
