@@ -19,7 +19,8 @@ class StackError(RuntimeError):
 
 
 def ensure_packages(binaries: Mapping[str, str]) -> None:
-    """Install the packages whose binaries are missing. `binaries` maps binary -> package.
+    """Install the packages whose binaries are missing. `binaries` maps binary (or an
+    absolute path of any file) -> package.
 
     Idempotent and serialized with a file lock, so parallel test processes don't race apt.
     """
@@ -41,6 +42,8 @@ def ensure_packages(binaries: Mapping[str, str]) -> None:
 
 
 def _have(binary: str) -> bool:
+    if binary.startswith("/"):  # any file the package installs (a Perl module, a plugin)
+        return Path(binary).exists()
     return shutil.which(binary, path="/usr/sbin:/usr/bin:/sbin:/bin") is not None
 
 
