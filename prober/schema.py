@@ -15,8 +15,12 @@ MAIL_ROUNDTRIP = "mail_roundtrip"
 MAIL_ACCESS = "mail_access"
 WEBMAIL_LOAD = "webmail_load"
 HEARTBEAT = "prober_heartbeat"
+MAIL_FILTER = "mail_filter"  # §4/§5: a GTUBE or EICAR canary and what the filter did
+MAIL_BLOCKLIST = "mail_blocklist"  # §4: a provider address or domain against a DNSBL zone
+MAIL_ABUSE = "mail_abuse"  # §4: does the provider's abuse@ address accept mail
 
-MEASUREMENTS = (MAIL_ROUNDTRIP, MAIL_ACCESS, WEBMAIL_LOAD, HEARTBEAT)
+MEASUREMENTS = (MAIL_ROUNDTRIP, MAIL_ACCESS, WEBMAIL_LOAD, HEARTBEAT, MAIL_FILTER,
+                MAIL_BLOCKLIST, MAIL_ABUSE)
 
 
 # -- outcomes --------------------------------------------------------------------------------

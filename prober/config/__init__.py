@@ -7,11 +7,12 @@ webmail, sla, agent) so that the rooms can grow their settings independently.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from prober.config.agent import AgentSettings, parse_agent
 from prober.config.delivery import InfluxSettings, SpoolSettings, parse_influx, parse_spool
+from prober.config.filters import AntispamSettings, FilterProbe, parse_antispam, parse_filters
 from prober.config.mail import (
     CanarySettings,
     CheckSettings,
@@ -57,6 +58,9 @@ class Config:
     sla: SlaSettings
     # the clauses with `[sla.clauses.*]` applied, resolved once for every reader of a limit
     contract: Contract
+    # §4/§5 probes: off unless configured
+    filters: tuple[FilterProbe, ...] = ()
+    antispam: AntispamSettings = field(default_factory=AntispamSettings)
 
 
 def load(path: str | Path) -> Config:
@@ -111,6 +115,8 @@ def parse(data: dict, file: str = "<config>") -> Config:
         webmail=parse_webmail(root),
         sla=sla,
         contract=resolve(sla.clauses),
+        filters=parse_filters(root, mailboxes),
+        antispam=parse_antispam(root),
     )
     root.check_unknown()
     return config

@@ -57,6 +57,9 @@ class MailStack:
     domain: str = DOMAIN
     relay: dict[str, int] = field(default_factory=dict)
     cert_days: int = 30  # validity of the servers' self-signed certificate
+    # True: submissions pass a before-queue content filter (tests/localstack/filter.py) at
+    # filter_port, which hands what it lets through to the reinjection listener
+    content_filter: bool = False
 
     def __post_init__(self) -> None:
         self.hostname = f"mail.{self.domain}"
@@ -69,6 +72,9 @@ class MailStack:
         self.smtp_port = free_port()
         self.imap_port = free_port()
         self.imaps_port = free_port()
+        self.refused_address = f"gone@{self.domain}"
+        self.filter_port = free_port()
+        self.reinject_port = free_port()
         self.started = False
 
     # -- paths ----------------------------------------------------------------------------
@@ -402,6 +408,8 @@ smtpd_tls_cert_file = {self.cert_file}
 smtpd_tls_key_file = {self.dir / "tls" / "key.pem"}
 smtpd_relay_restrictions = permit_sasl_authenticated, permit_mynetworks, reject_unauth_destination
 header_checks = regexp:{pf / "header_checks"}
+# one address the server refuses at RCPT, as a real server does for a user that is gone
+smtpd_recipient_restrictions = check_recipient_access inline:{{ {self.refused_address}=REJECT }}
 queue_run_delay = 1s
 minimal_backoff_time = 1s
 maximal_backoff_time = 5s
@@ -414,11 +422,17 @@ smtputf8_enable = no
         sub_opts = ("-o smtpd_sasl_auth_enable=yes -o smtpd_tls_auth_only=yes "
                     "-o smtpd_client_restrictions=permit_sasl_authenticated,reject")
         tls_required = "-o smtpd_tls_security_level=encrypt"
+        reinject = ""
+        if self.content_filter:
+            sub_opts += f" -o smtpd_proxy_filter={self.host}:{self.filter_port}"
+            reinject = (f"{self.host}:{self.reinject_port} inet n - n - - smtpd "
+                        "-o smtpd_proxy_filter= -o smtpd_sasl_auth_enable=no "
+                        "-o smtpd_client_restrictions=permit_mynetworks,reject\n")
         (pf / "master.cf").write_text(f"""\
 {self.host}:{self.smtp_port} inet n - n - - smtpd
 {self.host}:{self.submission_port} inet n - n - - smtpd {sub_opts} {tls_required}
 {self.host}:{self.submissions_port} inet n - n - - smtpd -o smtpd_tls_wrappermode=yes {sub_opts}
-pickup    unix  n       -       n       60      1       pickup
+{reinject}pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
 qmgr      unix  n       -       n       300     1       qmgr
 tlsmgr    unix  -       -       n       1000?   1       tlsmgr
