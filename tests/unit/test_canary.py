@@ -302,3 +302,30 @@ def test_hops_without_dates_are_ignored() -> None:
     split = split_delay(hops, ACCEPTED, None, "outbound", PROVIDER)
     assert split.send_delay_s == 4.0
     assert split.clock_skew is False
+
+
+HOSTILE_64K = {
+    "token v=v=": b"X-Prober-Canary: " + b"v=" * 32768,
+    "subject of words": b"Subject: " + b"a " * 32768,
+    "subject of markers": b"Subject: " + b"[prober] canary " * 4096,
+    "received by by": b"Received: " + b"by " * 21845,
+    "received folded": b"Received: " + b"a\r\n " * 16384,
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_64K))
+def test_a_64k_header_costs_milliseconds_not_seconds(name: str) -> None:
+    """A 64 KB header blocked the event loop for 44 s (a quadratic pattern)."""
+    block = HOSTILE_64K[name] + b"\r\n\r\n"
+    start = time.process_time()
+    for _ in range(5):
+        assert recognise(block) is None
+        received_hops(block)
+    assert time.process_time() - start < 0.5
+
+
+def test_a_canary_behind_64k_of_received_is_still_recognised() -> None:
+    cid = CanaryId("v1", "r1", 7, "0123456789abcdef")
+    for name in ("received by by", "received folded"):
+        block = HOSTILE_64K[name] + f"\r\n{HEADER}: {cid.token}\r\n\r\n".encode()
+        assert recognise(block) == cid
