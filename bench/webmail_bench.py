@@ -24,12 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from prober.config.profiles import PRESETS, Profile
 from prober.config.webmail import WebmailTarget
-from prober.probes.webmail import probe_webmail
 from prober.probes.webmail_model import (
     ModelResource,
     predict_load_s,
     single_fetch_s,
 )
+from tests.webmail_helpers import load_async
 from tests.webserver import WebServer, make_cert, page, server_tls_context
 
 TREE = {"/": ["/a.css", "/b.css", "/app.js", "/logo.png"], "/a.css": ["/c.css", "/bg1.png"],
@@ -60,7 +60,7 @@ def routes(unit: int) -> dict[str, object]:
 
 
 async def one(url: str, profile: Profile, ca: Path) -> dict[str, object]:
-    (m,) = await probe_webmail(WebmailTarget("bench", url, ca_file=str(ca)), profile, "bench")
+    m = await load_async(WebmailTarget("bench", url, ca_file=str(ca)), profile, "bench")
     if m.tags["outcome"] != "ok":
         raise SystemExit(f"load of {url} on {profile.name} failed: {m.fields['error']}")
     return dict(m.fields)

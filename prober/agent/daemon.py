@@ -340,7 +340,7 @@ class Agent:
 
         async with self._slot():
             points = await probe_webmail(target, profile, self.config.vantage.name,
-                                         contract=self.config.contract)
+                                         self.config.contract)
         for p in points:
             if p.tags.get("outcome") != "ok":
                 log.warning("probe failed kind=webmail target=%s profile=%s outcome=%s "

@@ -15,11 +15,13 @@ import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from prober.config.mail import Timeouts
 from prober.config.profiles import Profile
 from prober.config.webmail import WebmailTarget, page_open_clause
 from prober.contract import Contract
 from prober.measurement import Measurement
-from prober.probes.webmail import judged_seconds, probe_webmail
+from prober.probes.base import ProbeContext
+from prober.probes.webmail import WebmailLoad, judged_seconds, probe
 
 OK, WARNING, CRITICAL = 0, 1, 2
 _OVER = {"warning": WARNING, "critical": CRITICAL}
@@ -84,10 +86,11 @@ async def check_webmail(targets: Iterable[WebmailTarget], vantage: str, contract
     line, so they do not slow each other down), rows in config order."""
     gate = asyncio.Semaphore(concurrency)
     jobs = [(t, p) for t in targets for p in t.profiles]
+    ctx = ProbeContext(vantage, Timeouts(), contract)
 
     async def one(target: WebmailTarget, profile: Profile) -> WebmailRow:
         async with gate:
-            (m,) = await probe_webmail(target, profile, vantage, contract=contract)
+            (m,) = await probe(ctx, WebmailLoad(target, profile))
         return row_for(target, profile, m, contract)
 
     return list(await asyncio.gather(*(one(t, p) for t, p in jobs)))

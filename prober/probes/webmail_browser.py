@@ -1,7 +1,7 @@
-"""Webmail page load in a real browser (`engine = "browser"`): Playwright driving the system
-Chromium, for webmails that only render with JavaScript.
+"""The browser engine (`engine = "browser"`): Playwright driving the system Chromium, for
+webmails that only render with JavaScript.
 
-One call of `probe_webmail_browser` launches Chromium, opens a new browser context (cold: no
+One call of `load` launches Chromium, opens a new browser context (cold: no
 cache, no cookies), throttles it with the DevTools protocol's
 `Network.emulateNetworkConditions` (the profile's RTT as latency, its bandwidths in
 bytes/s), loads the target's page until the browser's load event, and, with
@@ -11,7 +11,7 @@ the load event of the page that follows (the inbox).
 Chromium's throttling is request-level: it delays each response by the latency and paces
 its body, but charges no round trip for DNS, the TCP handshake or TLS flights, and nothing
 for request bytes on the uplink beyond pacing. Its times are therefore lower than the
-httpx engine's on the same profile (see docs/webmail.md and FIELD-NOTES).
+httpx engine's on the same profile (see docs/webmail.md).
 
 Needs the `browser` extra (`pip install 'prober[browser]'`: the playwright package, whose
 own browser download is never used) and Debian's chromium at /usr/bin/chromium.
@@ -26,10 +26,26 @@ import resource
 import time
 from typing import Any
 
-from prober.config.profiles import Profile
-from prober.config.webmail import LoginSettings, WebmailTarget
-from prober.contract import Contract
+from prober.config.webmail import LoginSettings
 from prober.measurement import Measurement, one_line
+from prober.probes.base import ProbeContext
+from prober.probes.webmail_point import (
+    CLOSE_TIMEOUT_S,
+    MAX_DETAIL,
+    Fields,
+    LoadFailed,
+    WebmailLoad,
+    http_failed,
+    load_point,
+    no_expect_text,
+    no_login_form,
+    still_asks_for_password,
+    timed_out_text,
+    timeout_s,
+    too_many_bytes,
+    user_agent,
+)
+from prober.schema import ErrorClass, WebmailOutcome
 
 ENGINE = "browser"
 CHROMIUM = "/usr/bin/chromium"
@@ -37,18 +53,24 @@ CHROMIUM_ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync")
 LAUNCH_TIMEOUT_S = 30.0
-CLOSE_TIMEOUT_S = 10.0
-_MAX_DETAIL = 5
-_REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-            500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
-            504: "Gateway Timeout"}
+# Chromium's net::ERR_* names, by the class of failure they are.
+_NET_ERRORS = (("ERR_NAME_NOT_RESOLVED", ErrorClass.DNS),
+               ("ERR_NAME_RESOLUTION", ErrorClass.DNS),
+               ("ERR_CONNECTION_REFUSED", ErrorClass.REFUSED),
+               ("ERR_ADDRESS_UNREACHABLE", ErrorClass.REFUSED),
+               ("ERR_CERT_", ErrorClass.TLS), ("ERR_SSL_", ErrorClass.TLS),
+               ("ERR_TIMED_OUT", ErrorClass.TIMEOUT),
+               ("ERR_CONNECTION_TIMED_OUT", ErrorClass.TIMEOUT),
+               ("ERR_CONNECTION_RESET", ErrorClass.CLOSED),
+               ("ERR_CONNECTION_CLOSED", ErrorClass.CLOSED),
+               ("ERR_EMPTY_RESPONSE", ErrorClass.CLOSED))
 
-class LoadFailed(Exception):
-    def __init__(self, outcome: str, reason: str, status: int | None = None) -> None:
-        super().__init__(reason)
-        self.outcome = outcome
-        self.reason = reason
-        self.status = status
+
+def _net_error_class(text: str) -> ErrorClass:
+    for name, cls in _NET_ERRORS:
+        if name in text:
+            return cls
+    return ErrorClass.PROTOCOL
 
 
 def _first_line(exc: BaseException) -> str:
@@ -100,7 +122,7 @@ class _Network:
 
     def _fail(self, url: str, why: str) -> None:
         self.failed += 1
-        if len(self.failures) < _MAX_DETAIL:
+        if len(self.failures) < MAX_DETAIL:
             self.failures.append(f"{url}: {why}")
 
     def on_request(self, p: dict[str, Any]) -> None:
@@ -170,7 +192,7 @@ async def _guarded(coro: Any, net: _Network, limit: int) -> Any:
         return task.result()
     # Left running: the browser is closed next, which ends it; its error is not wanted.
     task.add_done_callback(lambda t: t.cancelled() or t.exception())
-    raise LoadFailed("fail", f"more than limits.max_total_bytes ({limit}) received")
+    raise too_many_bytes(limit)
 
 
 async def _load_event(net: _Network) -> float | None:
@@ -186,7 +208,7 @@ async def _login(page: Any, login: LoginSettings, timeout_ms: float, net: _Netwo
                  limit: int, state: _State) -> Any:
     form = page.locator("form:has(input[type=password])").first
     if await form.count() == 0:
-        raise LoadFailed("fail", f"login: no form with a password field on {page.url}")
+        raise no_login_form(page.url)
     if login.password_field:
         pw = form.locator(f'[name="{login.password_field}"]')
     else:
@@ -197,8 +219,8 @@ async def _login(page: Any, login: LoginSettings, timeout_ms: float, net: _Netwo
         user = form.locator("input[type=text], input[type=email], input:not([type])")
     for key, loc in (("user_field", user), ("password_field", pw)):
         if await loc.count() == 0:
-            raise LoadFailed("fail", f"login: the form on {page.url} has no field for "
-                             f"login.{key}")
+            raise LoadFailed(WebmailOutcome.FAIL, f"login: the form on {page.url} has no "
+                             f"field for login.{key}")
     await user.first.fill(login.user, timeout=timeout_ms)
     await pw.first.fill(login.password.reveal(), timeout=timeout_ms)
     state.stage = f"submitting the login form on {page.url}"
@@ -209,17 +231,13 @@ async def _login(page: Any, login: LoginSettings, timeout_ms: float, net: _Netwo
     response = await _guarded(nav.value, net, limit)
     status = response.status if response is not None else 0
     if status >= 400:
-        raise LoadFailed("http_error", f"login: HTTP {status} "
-                         f"{_REASONS.get(status, '')} from {page.url}".replace("  ", " "),
-                         status)
+        raise http_failed(status, page.url, "login: ")
     if login.expect_text is not None:
         text = await page.content()
         if login.expect_text not in text:
-            raise LoadFailed("fail", f"login: the page after the login ({page.url}) does not "
-                             f"contain expect_text")
+            raise no_expect_text(page.url)
     elif await page.locator("input[type=password]").count() > 0:
-        raise LoadFailed("fail", f"login: the page after the login ({page.url}) still asks "
-                         f"for a password (wrong credentials?)")
+        raise still_asks_for_password(page.url)
     return response
 
 
@@ -233,14 +251,11 @@ def _stage(state: _State, net: _Network) -> str:
     return state.stage
 
 
-async def probe_webmail_browser(target: WebmailTarget, profile: Profile, vantage: str,
-                                timeout_s: float | None, contract: Contract,
-                                ) -> list[Measurement]:
-    """One cold load of `target` in Chromium over `profile`'s throttling: one
+async def load(ctx: ProbeContext, job: WebmailLoad) -> list[Measurement]:
+    """One cold load of `job.target` in Chromium over `job.profile`'s throttling: one
     `webmail_load` point (engine "browser"). Never raises: each failure is an outcome."""
-    from prober.probes.webmail import load_point  # loaded already: it delegates here
-
-    timeout = timeout_s if timeout_s is not None else target.timeout_for(profile, contract)
+    target, profile = job.target, job.profile
+    timeout = timeout_s(job, ctx.contract)
     timeout_ms = timeout * 1000.0
     started_ns = time.time_ns()
     loop = asyncio.get_running_loop()
@@ -249,7 +264,8 @@ async def probe_webmail_browser(target: WebmailTarget, profile: Profile, vantage
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     net = _Network(target.limits.max_total_bytes)
     state = _State()
-    outcome, error, status = "ok", None, None
+    outcome, error, status = WebmailOutcome.OK, None, None
+    error_class: ErrorClass | None = None
     ttfb_s = html_s = None
     first_url = target.url
     load_s = login_s = None
@@ -259,14 +275,15 @@ async def probe_webmail_browser(target: WebmailTarget, profile: Profile, vantage
     pw = browser = None
     try:
         if target.ca_file:
-            raise LoadFailed("fail", "engine \"browser\" cannot use ca_file (Chromium takes "
-                             "its CAs from the system's NSS database)")
+            raise LoadFailed(WebmailOutcome.FAIL, "engine \"browser\" cannot use ca_file "
+                             "(Chromium takes its CAs from the system's NSS database)",
+                             prober_side=True)
         try:
             from playwright.async_api import Error as PlaywrightError
             from playwright.async_api import async_playwright
         except ImportError:
-            raise LoadFailed("fail", "engine \"browser\" needs the browser extra: "
-                             "pip install 'prober[browser]'") from None
+            raise LoadFailed(WebmailOutcome.FAIL, "engine \"browser\" needs the browser "
+                             "extra: pip install 'prober[browser]'", prober_side=True) from None
         try:
             state.stage = f"launching {CHROMIUM}"
             async with asyncio.timeout(LAUNCH_TIMEOUT_S):
@@ -276,9 +293,7 @@ async def probe_webmail_browser(target: WebmailTarget, profile: Profile, vantage
                     timeout=LAUNCH_TIMEOUT_S * 1000)
                 context = await browser.new_context(
                     ignore_https_errors=not target.tls_verify,
-                    user_agent=(f"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 "
-                                f"(KHTML, like Gecko) Chrome/{browser.version} "
-                                f"Safari/537.36 prober/0.1"))
+                    user_agent=user_agent(browser.version))
                 page = await context.new_page()
                 cdp = await context.new_cdp_session(page)
                 cdp.on("Network.requestWillBeSent", net.on_request)
@@ -297,11 +312,11 @@ async def probe_webmail_browser(target: WebmailTarget, profile: Profile, vantage
                     "uploadThroughput": profile.up_kbps * 1000 / 8,
                 })
         except TimeoutError:
-            raise LoadFailed("fail", f"Chromium did not start within {LAUNCH_TIMEOUT_S:g} s"
-                             ) from None
+            raise LoadFailed(WebmailOutcome.FAIL, f"Chromium did not start within "
+                             f"{LAUNCH_TIMEOUT_S:g} s", prober_side=True) from None
         except PlaywrightError as exc:
-            raise LoadFailed("fail", f"Chromium ({CHROMIUM}) could not be started: "
-                             f"{_first_line(exc)}") from None
+            raise LoadFailed(WebmailOutcome.FAIL, f"Chromium ({CHROMIUM}) could not be "
+                             f"started: {_first_line(exc)}", prober_side=True) from None
 
         phase = "load"
         state.url = target.url
@@ -322,8 +337,7 @@ async def probe_webmail_browser(target: WebmailTarget, profile: Profile, vantage
         html_s = net.since_start(net.dcl_ts)
         first_url = page.url
         if status is not None and status >= 400:
-            raise LoadFailed("http_error", f"HTTP {status} {_REASONS.get(status, '')}".strip()
-                             + f" from {page.url}", status)
+            raise http_failed(status, page.url)
         load_s = await _load_event(net)
         if load_s is None:
             load_s = loop.time() - load_t0
@@ -344,18 +358,17 @@ async def probe_webmail_browser(target: WebmailTarget, profile: Profile, vantage
                 login_s = loop.time() - login_t0
             login_status = inbox.status if inbox is not None else None
     except TimeoutError:
-        outcome = "timeout"
-        what = "the login" if phase == "login" else "the load"
-        error = f"{what} timed out after {timeout:g} s while {_stage(state, net)}"
+        outcome, error_class = WebmailOutcome.TIMEOUT, ErrorClass.TIMEOUT
+        error = timed_out_text(phase, timeout, _stage(state, net))
         if phase == "load" and net.doc is not None:
             status = int(net.doc.get("status", 0)) or None
             ttfb_s = net.since_start(net.ttfb_ts)
     except LoadFailed as exc:
-        outcome, error = exc.outcome, exc.reason
+        outcome, error, error_class = exc.outcome, exc.reason, exc.error_class
         if phase == "load" and exc.status is not None:
             status = exc.status
     except Exception as exc:  # a probe reports, it does not crash its driver
-        outcome = "fail"
+        outcome, error_class = WebmailOutcome.FAIL, _net_error_class(str(exc))
         name = "" if type(exc).__module__.startswith("playwright") else f"{type(exc).__name__}: "
         error = f"{name}{_first_line(exc)} (while {_stage(state, net)})"
     finally:
@@ -373,11 +386,11 @@ async def probe_webmail_browser(target: WebmailTarget, profile: Profile, vantage
              + (ru1.ru_stime - ru0.ru_stime))
     doc = (net.doc or {}) if phase == "load" else {}
     security = doc.get("securityDetails") or {}
-    fields: dict[str, float | int | str | bool | None] = {
+    fields: Fields = {
         "status": status,
         "ttfb_s": ttfb_s,
         "html_s": html_s,
-        "load_s": load_s if outcome == "ok" or phase == "login" else None,
+        "load_s": load_s if outcome == WebmailOutcome.OK or phase == "login" else None,
         "login_s": login_s,
         "login_status": login_status,
         "bytes": net.bytes,
@@ -393,5 +406,5 @@ async def probe_webmail_browser(target: WebmailTarget, profile: Profile, vantage
         "launch_s": (load_t0 - t0) if load_t0 is not None else None,
         "cpu_s": cpu_s,
     }
-    return [load_point(target, profile, vantage, outcome, fields, timeout, ENGINE, started_ns,
-                       contract)]
+    return [load_point(job, ctx.vantage, ctx.contract, outcome, error_class, fields, timeout,
+                       ENGINE, started_ns)]

@@ -3,7 +3,6 @@ itself with JavaScript, throttled by the profile; errors and hangs end as outcom
 
 from __future__ import annotations
 
-import asyncio
 import os
 import struct
 import time
@@ -15,9 +14,9 @@ import pytest
 from prober.config.profiles import Profile
 from prober.config.reader import Secret, Section
 from prober.config.webmail import LoginSettings, WebmailTarget, parse_webmail
-from prober.probes.webmail import probe_webmail
 from tests.localstack.packages import ensure_packages
 from tests.localstack.ports import free_port
+from tests.webmail_helpers import load
 from tests.webserver import Reply, Request, WebServer, page
 
 pytestmark = pytest.mark.integration
@@ -90,7 +89,7 @@ def target(url: str, engine: str = "browser", timeout_s: float | None = None) ->
 
 def test_javascript_page_loads_with_throttling(server: WebServer) -> None:
     server.clear_log()
-    [m] = asyncio.run(probe_webmail(target(server.base + "/"), PROFILE, "test"))
+    m = load(target(server.base + "/"), PROFILE)
     f = m.fields
     assert m.name == "webmail_load"
     assert m.tags == {"vantage": "test", "target": "mail", "profile": "test", "outcome": "ok"}
@@ -108,7 +107,7 @@ def test_javascript_page_loads_with_throttling(server: WebServer) -> None:
     assert f["error"] is None
 
     # The httpx engine, on the same page, cannot see what the script adds.
-    [h] = asyncio.run(probe_webmail(target(server.base + "/", "httpx"), PROFILE, "test"))
+    h = load(target(server.base + "/", "httpx"), PROFILE)
     assert h.tags["outcome"] == "ok" and h.fields["engine"] == "httpx"
     assert h.fields["requests"] == 1
 
@@ -117,7 +116,7 @@ def test_login_reaches_the_inbox(server: WebServer) -> None:
     good = LoginSettings(user="alice", password=Secret("test", "s3cret"), expect_text="Inbox")
     t = WebmailTarget(name="mail", url=server.base + "/login-page", profiles=(PROFILE,),
                       engine="browser", login=good)
-    [m] = asyncio.run(probe_webmail(t, PROFILE, "test"))
+    m = load(t, PROFILE)
     assert m.tags["outcome"] == "ok", m.fields["error"]
     assert m.fields["login_status"] == 200
     assert m.fields["login_s"] > 2 * PROFILE.rtt_s  # the POST, the inbox, its image
@@ -126,35 +125,38 @@ def test_login_reaches_the_inbox(server: WebServer) -> None:
     bad = LoginSettings(user="alice", password=Secret("test", "wrong"))
     t = WebmailTarget(name="mail", url=server.base + "/login-page", profiles=(PROFILE,),
                       engine="browser", login=bad)
-    [m] = asyncio.run(probe_webmail(t, PROFILE, "test"))
+    m = load(t, PROFILE)
     assert m.tags["outcome"] == "fail"
     assert "still asks for a password" in str(m.fields["error"])
+    assert m.fields["error_class"] == "auth"
 
 
 def test_http_error(server: WebServer) -> None:
-    [m] = asyncio.run(probe_webmail(target(server.base + "/error"), PROFILE, "test"))
+    m = load(target(server.base + "/error"), PROFILE)
     assert m.tags["outcome"] == "http_error"
     assert m.fields["status"] == 503
-    assert "503" in str(m.fields["error"])
+    assert "HTTP 503 Service Unavailable from" in str(m.fields["error"])
+    assert m.fields["error_class"] == "http"
     assert m.fields["open_s"] is None
 
 
 def test_hung_server_times_out(server: WebServer) -> None:
     t0 = time.monotonic()
-    [m] = asyncio.run(probe_webmail(target(server.base + "/hang", timeout_s=2), PROFILE,
-                                    "test"))
+    m = load(target(server.base + "/hang", timeout_s=2), PROFILE)
     took = time.monotonic() - t0
     assert m.tags["outcome"] == "timeout"
     assert "timed out after 2 s" in str(m.fields["error"])
     assert "waiting for the response headers" in str(m.fields["error"])
+    assert m.fields["error_class"] == "timeout"
     assert m.fields["elapsed_s"] < 2 + 1.5
     assert took < 2 + 15  # launch and close included
 
 
 def test_refused_connection_fails() -> None:
-    [m] = asyncio.run(probe_webmail(target(f"http://127.0.0.1:{free_port()}/"), PROFILE, "test"))
+    m = load(target(f"http://127.0.0.1:{free_port()}/"), PROFILE)
     assert m.tags["outcome"] == "fail"
     assert "ERR_CONNECTION_REFUSED" in str(m.fields["error"])
+    assert m.fields["error_class"] == "refused"
 
 
 def test_config_accepts_browser_engine(tmp_path) -> None:

@@ -16,8 +16,9 @@ from prober.config.reader import Section
 from prober.config.webmail import WebmailLimits, WebmailTarget, parse_webmail
 from prober.contract import Contract
 from prober.measurement import Measurement
-from prober.probes.webmail import judged_seconds, probe_webmail
+from prober.probes.webmail import judged_seconds
 from tests.localstack.ports import free_port
+from tests.webmail_helpers import load
 from tests.webserver import Reply, Request, WebServer, make_cert, page, server_tls_context
 
 pytestmark = pytest.mark.integration
@@ -93,8 +94,7 @@ FAST = resolve_profile("fios")
 
 def run(url: str, timeout_s: float = 3.0, **kw: object) -> Measurement:
     target = WebmailTarget("t", url, timeout_s=timeout_s, **kw)  # type: ignore[arg-type]
-    (m,) = asyncio.run(probe_webmail(target, FAST, "test"))
-    return m
+    return load(target, FAST)
 
 
 def test_hung_server_times_out_waiting_for_headers(server: WebServer) -> None:
@@ -105,6 +105,7 @@ def test_hung_server_times_out_waiting_for_headers(server: WebServer) -> None:
     assert "timed out after 1 s while waiting for the response headers" in m.fields["error"]  # type: ignore[operator]
     assert m.fields["load_s"] is None and m.fields["ttfb_s"] is None
     assert judged_seconds(m) == 1.0  # counts at its timeout in the contract's mean
+    assert m.fields["error_class"] == "timeout"
 
 
 def test_redirect_loop_is_a_failure_naming_the_loop(server: WebServer) -> None:
@@ -114,6 +115,7 @@ def test_redirect_loop_is_a_failure_naming_the_loop(server: WebServer) -> None:
     assert error.startswith("redirect loop (more than limits.max_redirects = 5)")
     assert "/loop1 -> " in error and "/loop2" in error
     assert m.fields["requests"] == 6
+    assert m.fields["error_class"] == "protocol"
 
 
 def test_server_error_is_an_http_error_with_its_status(server: WebServer) -> None:
@@ -121,6 +123,7 @@ def test_server_error_is_an_http_error_with_its_status(server: WebServer) -> Non
     assert m.tags["outcome"] == "http_error"
     assert m.fields["status"] == 503
     assert "HTTP 503 Service Unavailable" in str(m.fields["error"])
+    assert m.fields["error_class"] == "http"
     assert m.fields["ttfb_s"] is not None
 
 
@@ -142,6 +145,7 @@ def test_refused_connection_fails_with_the_reason() -> None:
     m = run(f"http://127.0.0.1:{free_port()}/")
     assert m.tags["outcome"] == "fail"
     assert "refused" in str(m.fields["error"]).lower()
+    assert m.fields["error_class"] == "refused"
     assert m.fields["status"] is None
 
 
@@ -165,6 +169,7 @@ def test_untrusted_certificate_fails(tmp_path: Path) -> None:
         m = run(srv.base + "/")
         assert m.tags["outcome"] == "fail"
         assert "certificate verify failed" in str(m.fields["error"])
+        assert m.fields["error_class"] == "tls"
         trusted = run(srv.base + "/", ca_file=str(cert))
         assert trusted.tags["outcome"] == "ok", trusted.fields["error"]
     finally:
@@ -184,7 +189,7 @@ def test_login_reaches_the_inbox_and_times_it(server: WebServer,
     monkeypatch.setenv("WEBMAIL_PW", PASSWORD)
     target = login_target(server.base, "WEBMAIL_PW", expect_text="Inbox")
     server.clear_log()
-    (m,) = asyncio.run(probe_webmail(target, target.profiles[0], "test"))
+    m = load(target, target.profiles[0])
     f = m.fields
     assert m.tags == {"vantage": "test", "target": "mail", "profile": "cable", "outcome": "ok"}
     assert f["login_status"] == 200
@@ -200,6 +205,7 @@ def test_login_reaches_the_inbox_and_times_it(server: WebServer,
     assert judged_seconds(m) == max(f["load_s"], f["login_s"])  # type: ignore[type-var]
     # the score reads open_s: the same figure `prober check` judges
     assert f["open_s"] == judged_seconds(m)
+    assert f.get("error_class") is None
     assert PASSWORD not in m.to_line()
 
 
@@ -207,9 +213,10 @@ def test_wrong_password_is_a_failed_login(server: WebServer,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WEBMAIL_PW", "not-it")
     target = login_target(server.base, "WEBMAIL_PW")
-    (m,) = asyncio.run(probe_webmail(target, target.profiles[0], "test"))
+    m = load(target, target.profiles[0])
     assert m.tags["outcome"] == "fail"
     assert "still asks for a password" in str(m.fields["error"])
+    assert m.fields["error_class"] == "auth"
     assert m.fields["load_s"] is not None and m.fields["login_s"] is None
     assert m.fields.get("open_s") is None  # a failed load counts at its timeout, not here
     assert "not-it" not in m.to_line()

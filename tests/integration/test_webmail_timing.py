@@ -16,8 +16,8 @@ import pytest
 from prober.config.profiles import Profile, resolve_profile
 from prober.config.webmail import WebmailTarget
 from prober.measurement import Measurement
-from prober.probes.webmail import probe_webmail
 from prober.probes.webmail_model import ModelResource, predict_load_s, single_fetch_s
+from tests import webmail_helpers
 from tests.webserver import WebServer, make_cert, page, server_tls_context
 
 pytestmark = pytest.mark.integration
@@ -76,7 +76,7 @@ def servers(certs: tuple[Path, Path]) -> Iterator[dict[str, WebServer]]:
     }
     # The first load of a process pays one-off imports and ssl setup: not the link's doing.
     warm = WebmailTarget("warm", started["h2"].base + "/", ca_file=str(cert))
-    asyncio.run(probe_webmail(warm, resolve_profile("fios"), "test"))
+    webmail_helpers.load(warm, resolve_profile("fios"))
     yield started
     for server in started.values():
         server.stop()
@@ -84,9 +84,7 @@ def servers(certs: tuple[Path, Path]) -> Iterator[dict[str, WebServer]]:
 
 def load(url: str, profile: Profile, cert: Path | None = None, **kw: object) -> Measurement:
     target = WebmailTarget("t", url, ca_file=str(cert) if cert else None, **kw)  # type: ignore[arg-type]
-    points = asyncio.run(probe_webmail(target, profile, "test"))
-    assert len(points) == 1
-    return points[0]
+    return webmail_helpers.load(target, profile)
 
 
 def tolerance(expected: float) -> float:
@@ -177,11 +175,11 @@ def test_two_parallel_loads_on_different_profiles_do_not_disturb_each_other(
     dsl, g3 = resolve_profile("dsl"), resolve_profile("3g")
     target = WebmailTarget("t", server.base + "/")
 
-    async def both() -> list[list[Measurement]]:
-        return list(await asyncio.gather(probe_webmail(target, dsl, "test"),
-                                         probe_webmail(target, g3, "test")))
+    async def both() -> list[Measurement]:
+        return list(await asyncio.gather(webmail_helpers.load_async(target, dsl),
+                                         webmail_helpers.load_async(target, g3)))
 
-    (a,), (b,) = asyncio.run(both())
+    a, b = asyncio.run(both())
     for m, profile in ((a, dsl), (b, g3)):
         assert m.tags["outcome"] == "ok", m.fields.get("error")
         predicted = predict_load_s(tree, profile)

@@ -1,0 +1,471 @@
+"""The httpx engine (`engine = "httpx"`): a browser's cold first visit over an emulated line.
+
+One call of `load` is one cold load (new connections, no cache, no cookies) of a
+target's page under one profile: the HTML, then what it pulls in (see webmail_discover),
+followed as discovered, at most `connections_per_host` connections per host over HTTP/1.1,
+one multiplexed connection where the server offers HTTP/2; redirects followed; sizes and
+counts bounded. With `[webmail.login]`, the login form found on that page is then submitted
+(hidden fields included) and the load of the page that follows, the inbox, is timed too.
+
+Every connection of the load crosses one emulated access line (throttle.Link), so the
+numbers are what a customer on that line would wait, plus the probe host's own round trip
+(measured and reported as host_rtt_s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import functools
+import ssl
+import time
+from dataclasses import dataclass
+from urllib.parse import urlencode, urlsplit
+
+import certifi
+import httpx
+
+from prober.config.webmail import LoginSettings, WebmailTarget
+from prober.measurement import Measurement, one_line
+from prober.probes.base import ProbeContext
+from prober.probes.errors import classify
+from prober.probes.throttle import EmulatedTransport, Link
+from prober.probes.webmail_discover import PageScanner, Resource, css_resources
+from prober.probes.webmail_point import (
+    CLOSE_TIMEOUT_S,
+    MAX_DETAIL,
+    Fields,
+    LoadFailed,
+    WebmailLoad,
+    http_failed,
+    load_point,
+    no_expect_text,
+    no_login_form,
+    still_asks_for_password,
+    timed_out_text,
+    timeout_s,
+    too_many_bytes,
+    user_agent,
+)
+from prober.schema import ErrorClass, WebmailOutcome
+
+ENGINE = "httpx"
+_ACCEPT = {
+    "document": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+    "stylesheet": "text/css,*/*;q=0.1",
+    "image": "image/avif,image/webp,image/apng,image/*,*/*;q=0.8",
+    "icon": "image/avif,image/webp,image/apng,image/*,*/*;q=0.8",
+    "font": "*/*",
+    "script": "*/*",
+    "preload": "*/*",
+}
+
+
+def _accept_encoding() -> str:
+    # Count bytes as a browser receives them: compressed. Offer only what httpx can decode.
+    codings = ["gzip", "deflate"]
+    for module, name in (("brotli", "br"), ("brotlicffi", "br"), ("zstandard", "zstd")):
+        try:
+            __import__(module)
+        except ImportError:
+            continue
+        if name not in codings:
+            codings.append(name)
+    return ", ".join(codings)
+
+
+ACCEPT_ENCODING = _accept_encoding()
+_REDIRECTS = (301, 302, 303, 307, 308)
+
+
+@dataclass
+class PageResult:
+    url: str
+    status: int
+    http_version: str
+    scanner: PageScanner
+    ttfb_s: float
+    html_s: float
+
+
+def ssl_context_for(target: WebmailTarget) -> ssl.SSLContext:
+    return _ssl_context(target.tls_verify, target.ca_file, target.http2)
+
+
+@functools.lru_cache(maxsize=32)
+def _ssl_context(tls_verify: bool, ca_file: str | None, http2: bool) -> ssl.SSLContext:
+    # Built once: loading a CA bundle takes tens of ms of CPU, which would stall the timers
+    # of loads already running in the loop. Sharing it resumes no session (cold loads stay
+    # cold): Python resumes TLS sessions only when asked to. Keyed by http2 too, as
+    # httpcore sets the ALPN list on the context it is given.
+    if not tls_verify:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    return ssl.create_default_context(cafile=ca_file or certifi.where())
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+class _Loader:
+    """One cold load on one link: the page, its sub-resources, then the optional login."""
+
+    def __init__(self, client: httpx.AsyncClient, target: WebmailTarget, link: Link) -> None:
+        self.client = client
+        self.target = target
+        self.limits = target.limits
+        self.link = link
+        self.loop = asyncio.get_running_loop()
+        self.t0 = self.loop.time()
+        self.requests = 0
+        self.failed = 0
+        self.skipped = 0
+        self.failures: list[str] = []
+        self.seen: set[str] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.pending: dict[asyncio.Task[None], str] = {}
+        self._sems: dict[str, asyncio.Semaphore] = {}
+        self._h2: set[str] = set()
+        self.stage = "starting"
+        self.page_bytes = 0
+        self._deferred: list[Resource] = []
+        self.last_ttfb: float | None = None  # of the document being fetched, even if cut off
+        self.last_status: int | None = None
+
+    def elapsed(self) -> float:
+        return self.loop.time() - self.t0
+
+    def _limiter(self, url: str) -> contextlib.AbstractAsyncContextManager[object]:
+        origin = _origin(url)
+        if origin in self._h2:
+            return contextlib.nullcontext()  # one connection, multiplexed: no browser cap
+        sem = self._sems.get(origin)
+        if sem is None:
+            sem = self._sems[origin] = asyncio.Semaphore(self.target.connections_per_host)
+        return sem
+
+    def _note_protocol(self, response: httpx.Response) -> None:
+        if response.http_version == "HTTP/2":
+            self._h2.add(_origin(str(response.url)))
+
+    def _check_total(self) -> None:
+        if self.link.bytes_down > self.limits.max_total_bytes:
+            raise too_many_bytes(self.limits.max_total_bytes)
+
+    def _fail(self, url: str, why: str) -> None:
+        self.failed += 1
+        if len(self.failures) < MAX_DETAIL:
+            self.failures.append(f"{url}: {why}")
+
+    # -- the page ------------------------------------------------------------------------
+
+    async def page(self, url: str, method: str = "GET",
+                   form: list[tuple[str, str]] | None = None) -> PageResult:
+        """Fetch a document, following redirects, feeding its HTML to the scanner as it comes."""
+        chain: list[str] = []
+        content: bytes | None = None
+        headers = {"Accept": _ACCEPT["document"]}
+        if form is not None and method == "POST":
+            content = urlencode(form).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        elif form is not None:
+            url = str(httpx.URL(url).copy_merge_params(dict(form)))
+        while True:
+            chain.append(url)
+            if len(chain) > self.limits.max_redirects + 1:
+                loop = len(set(chain)) < len(chain)
+                what = "redirect loop" if loop else "too many redirects"
+                raise LoadFailed(WebmailOutcome.FAIL, f"{what} (more than limits.max_redirects = "
+                                 f"{self.limits.max_redirects}): {' -> '.join(chain[:6])}"
+                                 f"{' ...' if len(chain) > 6 else ''}")
+            self.requests += 1
+            self.stage = f"waiting for the response headers of {url}"
+            async with self._limiter(url), self.client.stream(
+                    method, url, headers=headers, content=content) as resp:
+                self._note_protocol(resp)
+                ttfb = self.elapsed()
+                self.last_ttfb, self.last_status = ttfb, resp.status_code
+                if resp.status_code in _REDIRECTS and "location" in resp.headers:
+                    await self._drain(resp, self.limits.max_page_bytes, "redirect body")
+                    url = str(resp.url.join(resp.headers["location"]))
+                    if resp.status_code in (301, 302, 303) and method == "POST":
+                        method, content = "GET", None
+                        headers.pop("Content-Type", None)
+                    continue
+                scanner = PageScanner(str(resp.url))
+                ctype = resp.headers.get("content-type", "text/html").lower()
+                if resp.status_code >= 400 or "html" not in ctype:
+                    await self._drain(resp, self.limits.max_page_bytes, "page")
+                else:
+                    await self._read_html(resp, scanner)
+                result = PageResult(str(resp.url), resp.status_code, resp.http_version,
+                                    scanner, ttfb, self.elapsed())
+            # Found in the last part of the page: started now that its connection is free
+            # again, as a browser that had the whole page in one read would reuse it.
+            deferred, self._deferred = self._deferred, []
+            for res in deferred:
+                self.discover(res)
+            return result
+
+    async def _read_html(self, resp: httpx.Response, scanner: PageScanner) -> None:
+        try:
+            decoder = codecs.getincrementaldecoder(resp.charset_encoding or "utf-8")("replace")
+        except LookupError:
+            decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self.page_bytes = 0
+        self.stage = f"receiving the page HTML of {resp.url}"
+        async for chunk in resp.aiter_bytes():
+            self.page_bytes = resp.num_bytes_downloaded
+            if self.page_bytes > self.limits.max_page_bytes:
+                raise LoadFailed(WebmailOutcome.FAIL, f"page {resp.url} is larger than "
+                                 f"limits.max_page_bytes ({self.limits.max_page_bytes})",
+                                 resp.status_code)
+            self._check_total()
+            scanner.feed(decoder.decode(chunk))
+            if resp.headers.get("content-length") == str(resp.num_bytes_downloaded):
+                self._deferred.extend(scanner.take())  # the page is complete
+            for res in scanner.take():
+                self.discover(res)
+            self.stage = (f"receiving the page HTML of {resp.url} "
+                          f"({self.page_bytes} bytes so far)")
+        scanner.feed(decoder.decode(b"", final=True))
+        scanner.close()
+        self._deferred.extend(scanner.take())
+
+    async def _drain(self, resp: httpx.Response, limit: int, what: str) -> bytes:
+        """Read a body fully (decoded), within `limit` bytes on the wire."""
+        parts: list[bytes] = []
+        async for chunk in resp.aiter_bytes():
+            if resp.num_bytes_downloaded > limit:
+                raise LoadFailed(WebmailOutcome.FAIL, f"{what} {resp.url} is larger than "
+                                 f"{limit} bytes", resp.status_code)
+            self._check_total()
+            parts.append(chunk)
+        return b"".join(parts)
+
+    # -- sub-resources ---------------------------------------------------------------------
+
+    def discover(self, res: Resource) -> None:
+        if res.url in self.seen:
+            return
+        self.seen.add(res.url)
+        if self.requests >= self.limits.max_requests:
+            self.skipped += 1
+            return
+        self.requests += 1
+        task = asyncio.create_task(self._fetch(res))
+        self.tasks.add(task)
+        self.pending[task] = res.url
+        task.add_done_callback(lambda t: self.pending.pop(t, None))
+
+    async def _fetch(self, res: Resource) -> None:
+        headers = {"Accept": _ACCEPT.get(res.kind, "*/*")}
+        try:
+            async with self._limiter(res.url), self.client.stream(
+                    "GET", res.url, headers=headers, follow_redirects=True) as resp:
+                self._note_protocol(resp)
+                # A redirect costs a request too, as in a browser's count.
+                self.requests += len(resp.history)
+                is_css = (res.kind == "stylesheet"
+                          or "text/css" in resp.headers.get("content-type", ""))
+                body = await self._drain(resp, self.limits.max_resource_bytes, "resource")
+                if resp.status_code >= 400:
+                    self._fail(res.url, f"HTTP {resp.status_code}")
+                elif is_css:
+                    css = body.decode(resp.charset_encoding or "utf-8", "replace")
+                    for sub in css_resources(css, str(resp.url)):
+                        self.discover(sub)
+        except LoadFailed as exc:
+            if exc.reason.startswith("more than limits.max_total_bytes"):
+                raise
+            self._fail(res.url, exc.reason)
+        except httpx.TooManyRedirects:
+            self._fail(res.url, "too many redirects")
+        except httpx.HTTPError as exc:
+            self._fail(res.url, f"{type(exc).__name__}: {exc}")
+
+    async def settle(self) -> None:
+        """Wait until every sub-resource, including those discovered meanwhile, is done."""
+        while self.tasks:
+            done, _ = await asyncio.wait(self.tasks)
+            self.tasks -= done
+            for task in done:
+                exc = task.exception()
+                if exc is not None:
+                    raise exc
+            if self.pending:
+                urls = list(self.pending.values())
+                self.stage = (f"loading sub-resources ({len(urls)} still pending: "
+                              f"{', '.join(urls[:3])}{' ...' if len(urls) > 3 else ''})")
+
+    async def cancel_all(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        if self.tasks:
+            await asyncio.wait(self.tasks, timeout=5)
+
+    def pending_stage(self) -> str:
+        if self.stage.startswith("loading sub-resources") or not self.pending:
+            return self.stage
+        urls = list(self.pending.values())
+        return (f"loading sub-resources ({len(urls)} still pending: "
+                f"{', '.join(urls[:3])}{' ...' if len(urls) > 3 else ''})")
+
+    # -- login ----------------------------------------------------------------------------
+
+    async def login(self, page: PageResult, login: LoginSettings) -> PageResult:
+        form = page.scanner.login_form()
+        if form is None:
+            raise no_login_form(page.url)
+        pw_name = login.password_field or next(
+            (n for n, t, _ in form.fields if t == "password"), None)
+        user_name = login.user_field or next(
+            (n for n, t, _ in form.fields if t in ("text", "email")), None)
+        names = {n for n, _, _ in form.fields}
+        for key, name in (("user_field", user_name), ("password_field", pw_name)):
+            if name is None or name not in names:
+                raise LoadFailed(WebmailOutcome.FAIL, f"login: the form on {page.url} has no field "
+                                 f"{name or '(text or email input)'} (set login.{key})")
+        data: list[tuple[str, str]] = []
+        for name, _, value in form.fields:
+            if name == user_name:
+                value = login.user
+            elif name == pw_name:
+                value = login.password.reveal()
+            data.append((name, value))
+        action = form.action or page.url
+        self.stage = f"submitting the login form to {action}"
+        result = await self.page(action, form.method if form.method in ("GET", "POST")
+                                 else "POST", data)
+        if result.status >= 400:
+            raise http_failed(result.status, result.url, "login: ")
+        await self.settle()
+        if login.expect_text is not None:
+            if login.expect_text not in result.scanner.text:
+                raise no_expect_text(result.url)
+        elif result.scanner.login_form() is not None:
+            raise still_asks_for_password(result.url)
+        return result
+
+
+def _phase_fields(link: Link) -> Fields:
+    if not link.connections:
+        return {}
+    first = link.connections[0]
+    return {"dns_s": first.dns_s, "connect_s": first.connect_s, "tls_s": first.tls_s,
+            "tls_version": first.tls_version}
+
+
+def _error_class(exc: httpx.HTTPError) -> ErrorClass:
+    """What kind of failure an httpx error is: the OS or TLS error under it when there is
+    one (DNS, refused, TLS), else what httpx says (a timeout, a closed or broken stream)."""
+    if isinstance(exc, httpx.TimeoutException):
+        return ErrorClass.TIMEOUT
+    # httpcore re-raises its errors without their cause, but keeps them as the context.
+    cause: BaseException | None = exc.__cause__ or exc.__context__
+    for _ in range(8):
+        if cause is None:
+            break
+        if isinstance(cause, OSError):  # ssl.SSLError and socket.gaierror are OSErrors
+            return ErrorClass(classify(cause, "load").kind)
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(exc, httpx.ConnectError):
+        return ErrorClass.REFUSED
+    if isinstance(exc, httpx.ReadError | httpx.WriteError):
+        return ErrorClass.CLOSED
+    return ErrorClass.PROTOCOL
+
+
+async def load(ctx: ProbeContext, job: WebmailLoad) -> list[Measurement]:
+    """One cold load of `job.target` over `job.profile`'s line: one `webmail_load` point.
+
+    Never raises for what the target does (refusal, hang, errors, loops): each ends as an
+    outcome with its reason in `error` and its kind in `error_class`.
+    """
+    target, profile = job.target, job.profile
+    timeout = timeout_s(job, ctx.contract)
+    started_ns = time.time_ns()
+    link = Link(profile)
+    transport = EmulatedTransport(link, ssl_context_for(target), http2=target.http2)
+    client = httpx.AsyncClient(transport=transport, follow_redirects=False,
+                               max_redirects=target.limits.max_redirects,
+                               timeout=httpx.Timeout(timeout),
+                               headers={"User-Agent": user_agent(),
+                                        "Accept-Encoding": ACCEPT_ENCODING,
+                                        "Accept-Language": "en,*;q=0.5"})
+    loader = _Loader(client, target, link)
+    cpu0 = time.thread_time()
+    outcome, error, status = WebmailOutcome.OK, None, None
+    error_class: ErrorClass | None = None
+    page: PageResult | None = None
+    load_s = login_s = None
+    login_status = None
+    phase = "load"
+    try:
+        async with asyncio.timeout(timeout):
+            page = await loader.page(target.url)
+            status = page.status
+            if page.status >= 400:
+                raise http_failed(page.status, page.url)
+            await loader.settle()
+            load_s = loader.elapsed()
+        if target.login is not None:
+            phase = "login"
+            login_t0 = loader.elapsed()
+            async with asyncio.timeout(timeout):
+                inbox = await loader.login(page, target.login)
+            login_s = loader.elapsed() - login_t0
+            login_status = inbox.status
+    except TimeoutError:
+        outcome, error_class = WebmailOutcome.TIMEOUT, ErrorClass.TIMEOUT
+        if phase == "load":
+            status = loader.last_status
+        error = timed_out_text(phase, timeout, loader.pending_stage())
+    except LoadFailed as exc:
+        outcome, error, error_class = exc.outcome, exc.reason, exc.error_class
+        if phase == "load" and exc.status is not None:
+            status = exc.status
+    except httpx.HTTPError as exc:
+        outcome, error_class = WebmailOutcome.FAIL, _error_class(exc)
+        if phase == "load":
+            status = loader.last_status
+        error = f"{type(exc).__name__} while {loader.stage}: {exc}"
+    except Exception as exc:  # a probe reports, it does not crash its driver
+        outcome, error_class = WebmailOutcome.FAIL, ErrorClass.PROTOCOL
+        error = f"{type(exc).__name__} while {loader.stage}: {exc}"
+    finally:
+        await loader.cancel_all()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await client.aclose()
+    elapsed = loader.elapsed()
+    cpu_s = time.thread_time() - cpu0
+    fields: Fields = {
+        "status": status,
+        **_phase_fields(link),
+        "ttfb_s": page.ttfb_s if page else loader.last_ttfb,
+        "html_s": page.html_s if page else None,
+        "load_s": load_s,
+        "login_s": login_s,
+        "login_status": login_status,
+        "bytes": link.bytes_down,
+        "bytes_up": link.bytes_up,
+        "requests": loader.requests,
+        "failed_requests": loader.failed,
+        "skipped_requests": loader.skipped,
+        "connections": len(link.connections),
+        "http_version": page.http_version if page else None,
+        "url": page.url if page else target.url,
+        "error": one_line(error) if error else None,
+        "failed_detail": one_line("; ".join(loader.failures)) if loader.failures else None,
+        "elapsed_s": elapsed,
+        "host_rtt_s": link.host_rtt_s,
+        "cpu_s": cpu_s,
+    }
+    return [load_point(job, ctx.vantage, ctx.contract, outcome, error_class, fields, timeout,
+                       ENGINE, started_ns)]
