@@ -24,12 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from prober.config.profiles import PRESETS, Profile
 from prober.config.webmail import WebmailTarget
-from prober.probes.webmail_model import (
+from tests.webmail_helpers import load_async
+from tests.webmail_model import (
     ModelResource,
     predict_load_s,
     single_fetch_s,
 )
-from tests.webmail_helpers import load_async
 from tests.webserver import WebServer, make_cert, page, server_tls_context
 
 TREE = {"/": ["/a.css", "/b.css", "/app.js", "/logo.png"], "/a.css": ["/c.css", "/bg1.png"],

@@ -2,7 +2,7 @@
 
 A single fetch must take `n_round_trips * RTT + bytes_down*8/down + bytes_up*8/up` within
 5 % or 50 ms, whichever is larger; a page on three levels must take what the shared-link
-model (prober.probes.webmail_model) predicts within 5 %.
+model (tests/webmail_model.py) predicts within 5 %.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import pytest
 from prober.config.profiles import Profile, resolve_profile
 from prober.config.webmail import WebmailTarget
 from prober.measurement import Measurement
-from prober.probes.webmail_model import ModelResource, predict_load_s, single_fetch_s
 from tests import webmail_helpers
+from tests.webmail_model import ModelResource, predict_load_s, single_fetch_s
 from tests.webserver import WebServer, make_cert, page, server_tls_context
 
 pytestmark = pytest.mark.integration

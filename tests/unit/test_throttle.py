@@ -10,7 +10,7 @@ from prober.config.profiles import PRESETS, Profile, resolve_profile
 from prober.config.webmail import page_open_limit_s
 from prober.contract import Contract
 from prober.probes.throttle import Link, _Serializer
-from prober.probes.webmail_model import ModelResource, predict_load_s, single_fetch_s
+from tests.webmail_model import ModelResource, predict_load_s, single_fetch_s
 
 
 def test_contract_words_map_to_the_presets_and_keep_their_name() -> None:
