@@ -64,10 +64,14 @@ def row_for(target: WebmailTarget, profile: Profile, m: Measurement,
     if outcome != "ok":
         return WebmailRow("webmail", name, CRITICAL, values, f"{outcome}: {f.get('error')}", m)
     opened = judged_seconds(m)
-    what = "inbox after login" if f.get("login_s") is not None else "page"
+    load_s, login_s = values["load_s"], values["login_s"]
+    # Both pages when there was a login: the judged figure is the slower of the two, and
+    # each time is named for the page it belongs to.
+    what = (f"page opened in {load_s:.1f} s, the inbox {login_s:.1f} s after the login"
+            if load_s is not None and login_s is not None else f"page opened in {opened:.1f} s")
     cls = clause.id.removeprefix("webmail_")
-    detail = (f"{what} opened in {opened:.1f} s on {profile.name} ({cls} limit "
-              f"{threshold:g} s), {f.get('requests')} requests, {f.get('bytes')} bytes")
+    detail = (f"{what} on {profile.name} ({cls} limit {threshold:g} s), "
+              f"{f.get('requests')} requests, {f.get('bytes')} bytes")
     if f.get("failed_requests"):
         detail += f", {f.get('failed_requests')} failed"
     if opened > threshold:

@@ -91,9 +91,13 @@ class _Network:
         self.failures: list[str] = []
         self.pending: dict[str, str] = {}
         self.navigations: set[str] = set()  # requestIds of documents (requestId == loaderId)
+        # The page's own frame: its documents are the page; an iframe's document is one of
+        # its sub-resources and must not set the page's ttfb_s or status.
+        self.main_frame: str | None = None
+        self.main_docs: set[str] = set()
         self.statuses: dict[str, int] = {}
         self.connections: set[Any] = set()
-        self.doc: dict[str, Any] | None = None  # the last main-document response
+        self.doc: dict[str, Any] | None = None  # the main frame's last document response
         self.over = asyncio.Event()
         # Browser timestamps (s, the protocol's monotonic clock) of the current phase: its
         # first request, the document's response headers, DOMContentLoaded, the load event.
@@ -138,6 +142,8 @@ class _Network:
         self.pending[p["requestId"]] = url
         if p.get("requestId") == p.get("loaderId") and p.get("type") == "Document":
             self.navigations.add(p["requestId"])
+            if self.main_frame is not None and p.get("frameId") == self.main_frame:
+                self.main_docs.add(p["requestId"])
 
     def on_response(self, p: dict[str, Any]) -> None:
         resp = p.get("response", {})
@@ -145,7 +151,7 @@ class _Network:
         self.statuses[rid] = int(resp.get("status", 0))
         if resp.get("connectionId") is not None:
             self.connections.add(resp.get("connectionId"))
-        if rid in self.navigations:
+        if rid in self.main_docs:
             self.doc = resp
             self.ttfb_ts = p.get("timestamp")
 
@@ -305,6 +311,8 @@ async def load(ctx: ProbeContext, job: WebmailLoad) -> list[Measurement]:
                 cdp.on("Page.loadEventFired", net.on_load)
                 await cdp.send("Network.enable")
                 await cdp.send("Page.enable")
+                tree = await cdp.send("Page.getFrameTree")
+                net.main_frame = tree["frameTree"]["frame"]["id"]
                 await cdp.send("Network.emulateNetworkConditions", {
                     "offline": False,
                     "latency": profile.rtt_ms,

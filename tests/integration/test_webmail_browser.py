@@ -77,6 +77,10 @@ def server() -> Iterator[WebServer]:
         "/inbox": inbox,
         "/error": page("<h1>down for maintenance</h1>", status=503),
         "/hang": Reply(200, b"late", {"Content-Type": "text/html"}, delay_s=3600),
+        "/framed": page('<html><body><p>Mail</p><iframe src="/slow-frame"></iframe>'
+                        "</body></html>"),
+        "/slow-frame": Reply(200, b"<p>watermark</p>", {"Content-Type": "text/html"},
+                             delay_s=1.5),
     }).start()
     yield srv
     srv.stop()
@@ -110,6 +114,17 @@ def test_javascript_page_loads_with_throttling(server: WebServer) -> None:
     h = load(target(server.base + "/", "httpx"), PROFILE)
     assert h.tags["outcome"] == "ok" and h.fields["engine"] == "httpx"
     assert h.fields["requests"] == 1
+
+
+def test_ttfb_is_the_pages_not_an_iframes(server: WebServer) -> None:
+    # The iframe's document answers 1.5 s late: the load waits for it, the page's own
+    # response headers do not (issue 15: ttfb_s came from the last document response).
+    m = load(target(server.base + "/framed"), PROFILE)
+    f = m.fields
+    assert m.tags["outcome"] == "ok", f["error"]
+    assert f["load_s"] > 1.5
+    assert 0 < f["ttfb_s"] < 1.0
+    assert f["url"] == server.base + "/framed"
 
 
 def test_login_reaches_the_inbox(server: WebServer) -> None:

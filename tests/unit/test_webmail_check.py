@@ -37,7 +37,13 @@ def test_under_the_limit_is_ok_over_is_the_targets_choice() -> None:
 def test_login_is_judged_too_and_failures_are_critical() -> None:
     target = WebmailTarget("mail", "https://m/")
     row = row_for(target, BB, point("ok", load_s=4.0, login_s=11.0), C)
-    assert row.state == WARNING and "inbox after login opened in 11.0 s" in row.detail
+    assert row.state == WARNING and row.values["open_s"] == 11.0
+    assert row.detail.startswith("over the contract's limit: page opened in 4.0 s, the inbox "
+                                 "11.0 s after the login on broadband")
+    # the inbox time is the inbox's, not the login page's (issue 15)
+    fast = row_for(target, BB, point("ok", load_s=3.6, login_s=0.48), C)
+    assert fast.state == OK and fast.values["open_s"] == 3.6
+    assert "page opened in 3.6 s, the inbox 0.5 s after the login" in fast.detail
     failed = row_for(target, BB, point("timeout", error="the load timed out after 20 s"), C)
     assert failed.state == CRITICAL and failed.values["open_s"] is None
     assert failed.detail == "timeout: the load timed out after 20 s"
