@@ -83,6 +83,7 @@ TAG_PROFILE = "profile"
 TAG_DIRECTION = "direction"
 TAG_SENDER = "sender"
 TAG_RECIPIENT = "recipient"
+TAG_FAMILY = "family"  # mail_access: ipv4 | ipv6, the address family probed
 
 FIELD_OUTCOME = "outcome"
 FIELD_CANARY = "canary"
@@ -105,6 +106,7 @@ FIELD_PEER_IP = "peer_ip"
 CONNECTION_FACTS = (FIELD_TLS_VERSION, FIELD_TLS_CIPHER, FIELD_CERT_EXPIRY_DAYS,
                     FIELD_CERT_SUBJECT, FIELD_PEER_IP)
 SMTP_PREFIX = "smtp_"
+FIELD_ADDRESSES = "addresses"  # mail_access: how many addresses the host name resolved to
 
 
 class Direction(StrEnum):

@@ -219,12 +219,14 @@ class Agent:
         if mb is None:
             return
         async with self._slot():
-            point: Measurement = await probe(self.config.vantage.name, mb,
-                                             self.config.timeouts)
-        if point.tags["outcome"] != "ok":
-            log.warning("probe failed kind=access protocol=%s mailbox=%s error=%r",
-                        point.tags["protocol"], mb.address, point.fields.get("error"))
-        self._append([point])
+            points: list[Measurement] = await probe(self.config.vantage.name, mb,
+                                                    self.config.timeouts)
+        for point in points:
+            if point.tags["outcome"] != "ok":
+                log.warning("probe failed kind=access protocol=%s mailbox=%s address=%s "
+                            "error=%r", point.tags["protocol"], mb.address,
+                            point.fields.get("peer_ip", "-"), point.fields.get("error"))
+        self._append(points)
 
     async def _canary(self, route: Route, when: float) -> None:
         if not await self._at(when):

@@ -20,7 +20,12 @@ from prober.probes.access import imap_access, smtp_access
 from prober.probes.canary import new_canary_id
 from prober.probes.imap import Arrival, MailboxWatcher
 from prober.probes.roundtrip import Sent, fate, roundtrip_point, send_canary
-from prober.schema import FIELD_CERT_EXPIRY_DAYS, FIELD_CERT_SUBJECT
+from prober.schema import (
+    FIELD_ADDRESSES,
+    FIELD_CERT_EXPIRY_DAYS,
+    FIELD_CERT_SUBJECT,
+    FIELD_PEER_IP,
+)
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 STATE_NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
@@ -107,7 +112,7 @@ async def run_check(config: Config, routes: list[str] | None = None) -> CheckRes
             send_canary(r, config.mailboxes[r.sender], config.mailboxes[r.recipient],
                         canaries[r.name], timeouts) for r in selected))
         arrivals = await _await_arrivals(sends, watchers, expected, config.check.wait_s)
-        access_points = await access
+        access_lists = await access
         webmail_rows = await webmail
     finally:
         stop.set()
@@ -116,10 +121,12 @@ async def run_check(config: Config, routes: list[str] | None = None) -> CheckRes
                                    timeouts.command_s + 5)
     rows: list[Row] = []
     perf: list[str] = []
+    access_points = [point for points in access_lists for point in points]
     measurements: list[Measurement] = list(access_points)
     for point in access_points:
-        rows.append(_access_row(point, config.check.cert_warning_days))
-        perf.append(_perf(f"{point.tags['protocol']}_{point.tags['mailbox']}",
+        row = _access_row(point, config.check.cert_warning_days)
+        rows.append(row)
+        perf.append(_perf(f"{point.tags['protocol']}_{row.target.replace(' ', '')}",
                           point.fields.get("total_s")))
     for sent in sends:
         arrival = arrivals.get(sent.canary.id)
@@ -173,7 +180,11 @@ async def _await_arrivals(sends: list[Sent], watchers: dict[str, MailboxWatcher]
 def _access_row(point: Measurement, cert_warning_days: float) -> Row:
     f = point.fields
     ok = point.tags["outcome"] == "ok"
-    row = Row(point.tags["protocol"], point.tags["mailbox"], OK if ok else CRITICAL,
+    target = point.tags["mailbox"]
+    addresses = f.get(FIELD_ADDRESSES)
+    if isinstance(addresses, int) and addresses > 1:  # which of the host's addresses
+        target += f" [{f.get(FIELD_PEER_IP)}]"
+    row = Row(point.tags["protocol"], target, OK if ok else CRITICAL,
               {k: f.get(k) for k in ("connect_s", "tls_s", "auth_s", "select_s", "total_s")},
               "ok" if ok else str(f.get("error")))
     return cert_verdict(row, point, cert_warning_days) if ok else row

@@ -11,6 +11,7 @@ from prober.config.hosts import is_ip
 from prober.config.reader import Secret, Section
 
 TLS_MODES = ("starttls", "tls", "none")
+ADDRESS_FAMILIES = ("any", "ipv4", "ipv6")  # which of the host's addresses the probes use
 DIRECTIONS = ("outbound", "inbound", "internal")
 CLEANUP_MODES = ("delete", "move", "keep")
 DAY_S = 86400.0
@@ -30,6 +31,7 @@ class Endpoint:
     tls: str  # starttls | tls | none
     ca_file: str | None = None
     tls_verify: bool = True
+    family: str = "any"  # any | ipv4 | ipv6: the A and/or AAAA addresses of the host
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,7 @@ def _endpoint(s: Section, default_port: dict[str, int], allow_plaintext: bool) -
         tls=tls,
         ca_file=ca_file,
         tls_verify=s.flag("tls_verify", True),
+        family=s.choice("family", ADDRESS_FAMILIES, "any"),
     )
     s.check_unknown()
     return ep

@@ -22,7 +22,7 @@ from aioimaplib.aioimaplib import Command, IMAP4ClientProtocol
 
 from prober.config.mail import Endpoint, Timeouts
 from prober.probes.canary import FETCH_FIELDS
-from prober.probes.connect import open_socket
+from prober.probes.connect import Address, open_socket
 from prober.probes.errors import ProbeError, classify
 from prober.probes.tls import Facts, client_context, peer_facts, tls_facts
 
@@ -60,6 +60,7 @@ class ImapSession:
     selected: Folder | None = None
     # peer_ip, and once TLS is up its version, cipher and certificate (probes/tls.py)
     facts: Facts = field(default_factory=dict)
+    address: Address | None = None  # this address of the host only (connect_s: TCP alone)
 
     def __post_init__(self) -> None:
         self._lost: asyncio.Future[None] | None = None
@@ -104,7 +105,8 @@ class ImapSession:
 
         self.proto = IMAP4ClientProtocol(loop, on_lost)
         t = time.monotonic()
-        sock = await open_socket(ep.host, ep.port, self.timeouts.connect_s)
+        sock = await open_socket(ep.host, ep.port, self.timeouts.connect_s, ep.family,
+                                 self.address)
         self.phases["connect_s"] = time.monotonic() - t
         self.facts.update(peer_facts(sock))
         t = time.monotonic()

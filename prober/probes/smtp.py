@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import aiosmtplib
 
 from prober.config.mail import Mailbox, Timeouts
-from prober.probes.connect import open_socket
+from prober.probes.connect import Address, open_socket
 from prober.probes.errors import ProbeError, classify
 from prober.probes.tls import Facts, client_context, peer_facts, tls_facts
 
@@ -38,13 +38,15 @@ class Submission:
 
 
 async def submit(mailbox: Mailbox, timeouts: Timeouts, message: bytes | None = None,
-                 recipients: list[str] | None = None) -> Submission:
+                 recipients: list[str] | None = None,
+                 address: Address | None = None) -> Submission:
     """Log in and, when `message` is given, submit it. Never raises: failures are in `.error`.
 
     Phases: connect_s = DNS + TCP; tls_s = STARTTLS exchange + handshake, or for implicit
     TLS the handshake; the 220 greeting and the first EHLO count to whichever comes first
     on the wire (connect_s for STARTTLS, tls_s for implicit TLS); auth_s = AUTH;
     data_s = MAIL FROM through the 250 after the message; total_s = all of it.
+    With `address`, that address of the host only (connect_s is then TCP alone).
     """
     ep = mailbox.smtp
     result = Submission(started_ns=time.time_ns())
@@ -60,7 +62,7 @@ async def submit(mailbox: Mailbox, timeouts: Timeouts, message: bytes | None = N
         mark = now
 
     try:
-        sock = await open_socket(ep.host, ep.port, timeouts.connect_s)
+        sock = await open_socket(ep.host, ep.port, timeouts.connect_s, ep.family, address)
         result.facts.update(peer_facts(sock))
         implicit = ep.tls == "tls"
         ctx = client_context(ep) if ep.tls != "none" else None

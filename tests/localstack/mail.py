@@ -246,7 +246,8 @@ class MailStack:
                    "-days", str(self.cert_days), "-subj", f"/CN={self.hostname}",
                    "-keyout", str(tls / "key.pem"),
                    "-out", str(self.cert_file), "-addext",
-                   f"subjectAltName=DNS:{self.hostname},DNS:localhost,IP:{self.host}"],
+                   f"subjectAltName=DNS:{self.hostname},DNS:*.{self.domain},DNS:localhost,"
+                   f"IP:{self.host}"],
                   "openssl req")
         (tls / "key.pem").chmod(0o600)
 
