@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import dataclasses
 import os
+import secrets
 import statistics
 import sys
 import tempfile
@@ -22,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from prober.config import load
-from prober.probes.canary import new_canary_id
+from prober.probes.canary import CanaryKey, new_canary_id
 from prober.probes.imap import MailboxWatcher
 from prober.probes.roundtrip import send_canary
 from tests.localstack.mail import MailStack
@@ -32,12 +33,15 @@ async def measure(config, count: int) -> tuple[list[float], list[float], set[str
     route = config.routes[0]
     sender, recipient = config.mailboxes[route.sender], config.mailboxes[route.recipient]
     stop = asyncio.Event()
-    watcher = MailboxWatcher(recipient, config.timeouts, config.canary, config.vantage.name)
+    key = CanaryKey(secrets.token_bytes(32), "bench")
+    watcher = MailboxWatcher(recipient, config.timeouts, config.canary, config.vantage.name,
+                             key=key)
     task = asyncio.create_task(watcher.run(stop))
     await watcher.wait_ready(10)
     after_250, after_visible, modes = [], [], set()
     for i in range(count):
-        cid = new_canary_id(config.vantage.name, route.name, i)
+        cid = new_canary_id(config.vantage.name, route.name, i, key=key,
+                            recipient=recipient.address)
         fut = watcher.expect(cid.id)
         sent = await send_canary(route, sender, recipient, cid, config.timeouts)
         arrival = await asyncio.wait_for(fut, 30)

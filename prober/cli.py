@@ -11,7 +11,7 @@ import click
 from prober import __version__
 from prober.commands.lazy import LazyGroup
 from prober.commands.options import config_option, load_or_exit
-from prober.config import Config
+from prober.config import Config, ConfigError
 
 
 # score and spool are imported only when they run (httpx, the judge, the writer)
@@ -65,6 +65,9 @@ def check(config_path: str, routes: tuple[str, ...], as_json: bool, no_write: bo
         sys.exit(3)
     try:
         result = asyncio.run(checking.run_check(cfg, list(routes) or None))
+    except ConfigError as exc:  # e.g. the canary key cannot be read or made
+        click.echo(f"PROBER UNKNOWN - config error: {exc}")
+        sys.exit(3)
     except Exception as exc:  # an internal error is UNKNOWN, never a traceback to Nagios
         logging.getLogger("prober").debug("check failed", exc_info=True)
         click.echo(f"PROBER UNKNOWN - internal error: {type(exc).__name__}: {exc}")
@@ -106,6 +109,9 @@ def run(config_path: str, ticks: int | None) -> None:
     except SpoolError as exc:
         click.echo(f"prober run: {exc}", err=True)
         sys.exit(1)
+    except ConfigError as exc:  # e.g. the canary key cannot be read or made
+        click.echo(f"config error: {exc}", err=True)
+        sys.exit(3)
     sys.exit(code)
 
 

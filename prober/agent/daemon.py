@@ -26,6 +26,7 @@ from prober.config import Config, ConfigError, Route, load
 from prober.measurement import Measurement
 from prober.probes.access import imap_access, smtp_access
 from prober.probes.canary import new_canary_id
+from prober.probes.canary_key import load_canary_key
 from prober.probes.imap import Arrival, MailboxWatcher
 from prober.probes.roundtrip import fields_at_arrival, roundtrip_point, send_canary
 
@@ -45,6 +46,8 @@ class Agent:
         self.stop = asyncio.Event()
         self.spool = Spool(config.spool.path, config.spool)
         self.ledger = Ledger(config.spool.path)
+        self.canary_key = load_canary_key(config)
+        self._forged_before = 0  # counted by watchers since retired (a reload)
         self.writer = InfluxWriter(config.influx, self.spool) if config.influx else None
         self.watchers: dict[str, MailboxWatcher] = {}
         self._watch_stop = asyncio.Event()
@@ -152,7 +155,15 @@ class Agent:
             return
         if new.spool.path != self.config.spool.path:
             log.warning("reload: spool.path changed; takes effect at the next start")
+        try:
+            key = load_canary_key(new)
+        except ConfigError as exc:
+            log.error("reload refused, keeping the running config: %s", exc)
+            self.notifier.ready(f"reload refused: {exc}")
+            return
+        self.canary_key = key
         # New watchers for the new mailboxes; the cursors in the ledger carry over.
+        self._forged_before += sum(w.forged for w in self.watchers.values())
         self._retired_watchers += self._watch_tasks
         self._watch_stop.set()
         self._watch_stop = asyncio.Event()
@@ -169,7 +180,8 @@ class Agent:
         cfg = self.config
         self.watchers = {
             name: MailboxWatcher(cfg.mailboxes[name], cfg.timeouts, cfg.canary,
-                                 cfg.vantage.name, self._on_arrival, self.ledger)
+                                 cfg.vantage.name, self._on_arrival, self.ledger,
+                                 key=self.canary_key)
             for name in sorted({r.recipient for r in cfg.routes})}
         self._watch_tasks = [asyncio.create_task(w.run(self._watch_stop))
                              for w in self.watchers.values()]
@@ -238,7 +250,8 @@ class Agent:
         async with self._slot():
             self._sending.add(task)
             try:
-                cid = new_canary_id(cfg.vantage.name, route.name, self.ledger.next_seq())
+                cid = new_canary_id(cfg.vantage.name, route.name, self.ledger.next_seq(),
+                                    key=self.canary_key, recipient=recipient.address)
                 self.ledger.enter(cid.id, route.name, route.recipient)
                 headers = dict(cfg.canary.headers + route.headers)
                 sent = await send_canary(route, sender, recipient, cid, cfg.timeouts, headers)
@@ -264,6 +277,8 @@ class Agent:
         entry = self.ledger.get(arrival.canary.id)
         if entry is None:
             return False
+        if not arrival.authenticated and entry.created_ns >= self.canary_key.since_ns:
+            return False  # unsigned, but this canary was signed: not its arrival
         if not entry.tags:
             # arrived before its send returned (a fast poll): settle once the send is recorded
             self._early[entry.id] = arrival
@@ -365,6 +380,8 @@ class Agent:
             "pending_canaries": self.ledger.pending_count(),
             "watchers_up": up,
             "watchers": len(self.watchers),
+            "forged_canaries": self._forged_before + sum(w.forged
+                                                         for w in self.watchers.values()),
         }, int(tick.scheduled * 1e9))])
         if self.config.influx is not None:
             if depth > SPOOL_WARN_DEPTH and not self._spool_warned:

@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 from prober.config import Config
 from prober.measurement import Measurement
 from prober.probes.access import imap_access, smtp_access
-from prober.probes.canary import new_canary_id
+from prober.probes.canary import CHECK, new_canary_id
+from prober.probes.canary_key import load_canary_key
 from prober.probes.imap import Arrival, MailboxWatcher
 from prober.probes.roundtrip import Sent, fate, roundtrip_point, send_canary
 from prober.schema import (
@@ -93,8 +94,12 @@ async def run_check(config: Config, routes: list[str] | None = None) -> CheckRes
     settings = dataclasses.replace(config.canary,
                                    junk_poll_s=min(config.canary.junk_poll_s, 5.0),
                                    fast_poll_s=config.check.fast_poll_s)
+    key = load_canary_key(config)
     stop = asyncio.Event()
-    watchers = {name: MailboxWatcher(config.mailboxes[name], timeouts, settings, vantage)
+    # Canaries of earlier checks past their wait are this check's leftovers: swept at
+    # connect (signed, of this vantage, sent by `prober check`; the daemon's are not touched)
+    watchers = {name: MailboxWatcher(config.mailboxes[name], timeouts, settings, vantage,
+                                     key=key, check_leftovers_after_s=config.check.wait_s)
                 for name in sorted({r.recipient for r in selected})}
     tasks = [asyncio.create_task(w.run(stop)) for w in watchers.values()]
     try:
@@ -105,7 +110,9 @@ async def run_check(config: Config, routes: list[str] | None = None) -> CheckRes
         await asyncio.gather(*(w.wait_ready(timeouts.connect_s + 2 * timeouts.command_s)
                                for w in watchers.values()))
         seq = int(time.time())
-        canaries = {r.name: new_canary_id(vantage, r.name, seq) for r in selected}
+        canaries = {r.name: new_canary_id(vantage, r.name, seq, key=key, driver=CHECK,
+                                          recipient=config.mailboxes[r.recipient].address)
+                    for r in selected}
         expected = {canaries[r.name].id: watchers[r.recipient].expect(
             canaries[r.name].id, fast_for_s=config.check.wait_s) for r in selected}
         sends = await asyncio.gather(*(

@@ -83,6 +83,8 @@ class CanarySettings:
     fast_poll_s: float = 0.0
     # added to every canary, e.g. to match an allow-list rule at the provider's filter
     headers: tuple[tuple[str, str], ...] = ()
+    # signs every canary (HMAC); None: the agent makes one in state_dir on first start
+    key: Secret | None = None
 
 
 @dataclass(frozen=True)
@@ -237,6 +239,7 @@ def parse_canary(root: Section) -> CanarySettings:
         sweep_after_s=s.number("sweep_after_s", 86400.0, minimum=60, maximum=366 * DAY_S),
         fast_poll_s=_fast_poll(s, "fast_poll_s", 0.0),
         headers=_headers(s),
+        key=_canary_key(s),
     )
     if c.lost_after_s <= c.late_after_s:
         raise s.error("lost_after_s", f"must be greater than late_after_s ({c.late_after_s})")
@@ -250,6 +253,18 @@ def _fast_poll(s: Section, key: str, default: float) -> float:
     if 0 < value < 0.01:
         raise s.error(key, f"{value:g} is too short: 0 (off) or at least 0.01 s")
     return value
+
+
+CANARY_KEY_MIN_BYTES = 16
+
+
+def _canary_key(s: Section) -> Secret | None:
+    key = s.secret("key", required=False)
+    if key is not None and len(key.reveal().encode()) < CANARY_KEY_MIN_BYTES:
+        name = "key_" + key.source.split(":", 1)[0]
+        raise s.error(name, f"the canary key must be at least {CANARY_KEY_MIN_BYTES} bytes "
+                      "(e.g. the output of `openssl rand -hex 32`)")
+    return key
 
 
 def parse_check(root: Section) -> CheckSettings:

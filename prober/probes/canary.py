@@ -1,10 +1,23 @@
-"""Canary messages: build them, recognise them, and read their Received-hop timeline."""
+"""Canary messages: build them, authenticate them, and read their Received-hop timeline.
+
+A canary names itself in a token (vantage, route, seq, random id, the stamp of when the
+agent built it, which driver sent it) and carries a MAC over that token and the recipient
+mailbox's address: HMAC-SHA256 under the vantage's canary key, cut to `MAC_HEX` hex digits.
+Anyone can read a canary; only a holder of the key can make one that verifies, and a
+genuine canary copied into another mailbox no longer verifies there. The token travels in
+its own header and in the Subject, so a canary is still recognised, and verified, where a
+gateway strips unknown X- headers.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import hmac
 import itertools
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -13,19 +26,37 @@ from email.policy import SMTP, default
 from email.utils import format_datetime, parsedate_to_datetime
 
 HEADER = "X-Prober-Canary"
-# The token travels in its own header and in the Subject, so a canary is still recognised
-# where a gateway strips unknown X- headers.
+# 80 bits: a forger without the key passes one try in 2**80 (8e-25); even 10**12 forged
+# messages (each one counted and logged) give 8e-13. More digits buy nothing measurable
+# and lengthen a Subject that must carry the MAC too (README: what a canary carries).
+MAC_HEX = 20
+RUN, CHECK = "run", "check"  # the driver that sent a canary: `prober run` or `prober check`
+_MAC_CONTEXT = "prober-canary-v1"  # domain separation: this key signs nothing else
+
 # Bounded repeats (names are 1-64 characters): with `+` each of the n starts of "v=v=v=..."
 # scanned to the end of the header, and a 64 KB header blocked the event loop for 44 s.
-_SUBJECT = re.compile(r"\[prober\] canary (?P<vantage>[^\s/]{1,64})/(?P<route>[^\s/]{1,64}) "
-                      r"#(?P<seq>\d{1,19}) (?P<id>[0-9a-f]{16})")
-_TOKEN = re.compile(r"v=(?P<vantage>[^\s;]{1,64}); r=(?P<route>[^\s;]{1,64}); "
-                    r"s=(?P<seq>\d{1,19}); id=(?P<id>[0-9a-f]{16})")
+_SUBJECT = re.compile(
+    r"\[prober\] canary (?P<vantage>[^\s/]{1,64})/(?P<route>[^\s/]{1,64}) "
+    r"#(?P<seq>\d{1,19}) (?P<id>[0-9a-f]{16})"
+    r"(?: t=(?P<stamp>\d{1,12}) by=(?P<by>run|check) mac=(?P<mac>[0-9a-f]{1,64}))?")
+_TOKEN = re.compile(
+    r"v=(?P<vantage>[^\s;]{1,64}); r=(?P<route>[^\s;]{1,64}); s=(?P<seq>\d{1,19}); "
+    r"id=(?P<id>[0-9a-f]{16})"
+    r"(?:; t=(?P<stamp>\d{1,12}); by=(?P<by>run|check); mac=(?P<mac>[0-9a-f]{1,64}))?")
 # What of a header block is parsed at all: a canary's own fields are short, and the email
 # package's header parser is slow on long values (0.4 s for a 64 KB Subject of words).
 MAX_FIELD_BYTES = 4096
 MAX_RECEIVED = 100
-FETCH_FIELDS = "MESSAGE-ID SUBJECT X-PROBER-CANARY RECEIVED DATE"
+# Reply and forward prefixes of common mail clients (en, de, nordic, fr, es/it, nl, pl, pt)
+_REPLY_PREFIX = re.compile(
+    r"(?:^|[\s\]:])(?:re|fwd?|aw|wg|sv|vs|tr|rv|antw|doorst|r|rif|enc|res|odp|pd)"
+    r"\s*(?:\[\d+\])?\s*:", re.I)
+# A reply, a forward or a resend says so in these (RFC 5322 3.6.4 and 3.6.6)
+_REPLY_HEADERS = ("In-Reply-To", "References", "Resent-From", "Resent-Sender", "Resent-Date",
+                  "Resent-Message-ID", "Resent-To")
+_CLAIM_FIELDS = tuple(n.lower() for n in (HEADER, "Subject", "Message-ID", *_REPLY_HEADERS))
+FETCH_FIELDS = ("MESSAGE-ID SUBJECT X-PROBER-CANARY RECEIVED DATE IN-REPLY-TO REFERENCES "
+                "RESENT-FROM RESENT-SENDER RESENT-DATE RESENT-MESSAGE-ID RESENT-TO")
 
 
 @dataclass(frozen=True)
@@ -34,18 +65,73 @@ class CanaryId:
     route: str
     seq: int
     id: str  # 16 hex digits, random: the key a canary is matched by
+    # unix seconds when the agent built the canary, before the SMTP session: it does not
+    # depend on the provider's acceptance. None (and mac None): a canary from before MACs.
+    stamp: int | None = None
+    mac: str | None = None
+    driver: str = RUN
+
+    @property
+    def signed(self) -> bool:
+        return self.mac is not None
+
+    def _tail(self, sep: str) -> str:
+        if self.mac is None:
+            return ""
+        return f"{sep}t={self.stamp}{sep}by={self.driver}{sep}mac={self.mac}"
 
     @property
     def token(self) -> str:
-        return f"v={self.vantage}; r={self.route}; s={self.seq}; id={self.id}"
+        return (f"v={self.vantage}; r={self.route}; s={self.seq}; id={self.id}"
+                + self._tail("; "))
 
     @property
     def subject(self) -> str:
-        return f"[prober] canary {self.vantage}/{self.route} #{self.seq} {self.id}"
+        return (f"[prober] canary {self.vantage}/{self.route} #{self.seq} {self.id}"
+                + self._tail(" "))
+
+    @property
+    def message_id_prefix(self) -> str:
+        return f"<prober.{self.id}.{self.seq}@"
 
 
-def new_canary_id(vantage: str, route: str, seq: int) -> CanaryId:
-    return CanaryId(vantage, route, seq, secrets.token_hex(8))
+class CanaryKey:
+    """The secret canaries are signed with. Not a dataclass, like Secret: no repr, asdict
+    or printer may reach the bytes."""
+
+    __slots__ = ("_key", "since_ns", "source")
+
+    def __init__(self, key: bytes, source: str, since_ns: int = 0) -> None:
+        self._key = key
+        self.source = source  # "env:NAME", "file:/path", "credential:NAME", "state:/path"
+        # canaries entered in a ledger from this moment on were all signed: an unsigned
+        # message claiming one of them is never a delivery (see README: upgrading)
+        self.since_ns = since_ns
+
+    def __repr__(self) -> str:
+        return f"CanaryKey({self.source}, ****)"
+
+    __str__ = __repr__
+
+    def mac(self, cid: CanaryId, recipient: str) -> str:
+        parts = (_MAC_CONTEXT, cid.vantage, cid.route, str(cid.seq), cid.id, str(cid.stamp),
+                 cid.driver, recipient.strip().lower())
+        # length-prefixed parts: no choice of names can make two tokens sign alike
+        data = "".join(f"{len(p)}:{p}" for p in parts).encode()
+        return hmac.new(self._key, data, hashlib.sha256).hexdigest()[:MAC_HEX]
+
+    def verify(self, cid: CanaryId, recipient: str) -> bool:
+        if cid.mac is None or cid.stamp is None or len(cid.mac) != MAC_HEX:
+            return False
+        return hmac.compare_digest(self.mac(cid, recipient), cid.mac)
+
+
+def new_canary_id(vantage: str, route: str, seq: int, *, key: CanaryKey, recipient: str,
+                  driver: str = RUN, stamp: int | None = None) -> CanaryId:
+    """A fresh signed canary for `recipient` (the route's recipient mailbox address)."""
+    cid = CanaryId(vantage, route, seq, secrets.token_hex(8),
+                   int(time.time()) if stamp is None else stamp, None, driver)
+    return dataclasses.replace(cid, mac=key.mac(cid, recipient))
 
 
 def build_message(cid: CanaryId, sender: str, recipient: str, sent_at: datetime,
@@ -56,7 +142,7 @@ def build_message(cid: CanaryId, sender: str, recipient: str, sent_at: datetime,
     msg["Subject"] = cid.subject
     msg["Date"] = format_datetime(sent_at)
     domain = sender.rsplit("@", 1)[-1]
-    msg["Message-ID"] = f"<prober.{cid.id}.{cid.seq}@{domain}>"
+    msg["Message-ID"] = f"{cid.message_id_prefix}{domain}>"
     msg[HEADER] = cid.token
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to canaries
     for name, value in (extra_headers or {}).items():
@@ -68,19 +154,83 @@ def build_message(cid: CanaryId, sender: str, recipient: str, sent_at: datetime,
     return msg
 
 
-def recognise(headers: bytes | str) -> CanaryId | None:
-    """The canary in a message's header block, or None if it is not one of ours."""
+def _cid(match: re.Match[str]) -> CanaryId:
+    stamp = match["stamp"]
+    return CanaryId(match["vantage"], match["route"], int(match["seq"]), match["id"],
+                    int(stamp) if stamp is not None else None, match["mac"],
+                    match["by"] or RUN)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a message's header block says about itself, before anything is checked."""
+
+    tokens: tuple[CanaryId, ...]  # the header's token first, then the Subject's
+    reply: bool  # a reply, a forward or a resend: never a canary, whatever it carries
+    message_id: str
+
+    @property
+    def canary(self) -> CanaryId:
+        return self.tokens[0]
+
+    def of_vantage(self, vantage: str) -> Claim | None:
+        """Only the tokens that name `vantage`: another vantage judges its own canaries."""
+        mine = tuple(t for t in self.tokens if t.vantage == vantage)
+        return dataclasses.replace(self, tokens=mine) if mine else None
+
+
+def claim(headers: bytes | str) -> Claim | None:
+    """The canary a message claims to be, or None when it does not look like one."""
     raw = headers.encode() if isinstance(headers, str) else headers
-    block = _fields(raw, (HEADER.lower(), "subject"), 1)
-    parsed = BytesHeaderParser(policy=default).parsebytes(block)
+    parsed = BytesHeaderParser(policy=default).parsebytes(_fields(raw, _CLAIM_FIELDS, 1))
+    tokens = []
     token = parsed.get(HEADER)
     match = _TOKEN.search(" ".join(str(token).split())) if token else None
-    if match is None:
-        subject = parsed.get("Subject")
-        match = _SUBJECT.search(" ".join(str(subject).split())) if subject else None
-    if match is None:
+    if match is not None:
+        tokens.append(_cid(match))
+    subject = " ".join(str(parsed.get("Subject") or "").split())
+    match = _SUBJECT.search(subject)
+    reply = any(parsed.get(name) is not None for name in _REPLY_HEADERS)
+    if match is not None:
+        tokens.append(_cid(match))
+        reply = reply or _REPLY_PREFIX.search(subject[:match.start()]) is not None
+    if not tokens:
         return None
-    return CanaryId(match["vantage"], match["route"], int(match["seq"]), match["id"])
+    return Claim(tuple(tokens), reply, " ".join(str(parsed.get("Message-ID") or "").split()))
+
+
+def recognise(headers: bytes | str) -> CanaryId | None:
+    """The canary a message claims to be (unverified), or None if it does not look like one."""
+    c = claim(headers)
+    return c.canary if c else None
+
+
+VERIFIED = "verified"  # the MAC verifies for this key and mailbox: a genuine canary
+UNSIGNED = "unsigned"  # no MAC at all: a canary from before MACs, or a forgery
+REJECTED = "rejected"  # a MAC that does not verify, or a reply/forward: never ours
+
+
+@dataclass(frozen=True)
+class Verdict:
+    canary: CanaryId  # the verified token when there is one, else the first claimed
+    status: str  # VERIFIED, UNSIGNED or REJECTED
+    why: str  # for the log line when not VERIFIED
+    # the original message, not a copy someone made of it: only these are ever removed
+    original: bool
+
+
+def authenticate(c: Claim, key: CanaryKey, recipient: str) -> Verdict:
+    """Judge a claim for the mailbox whose address is `recipient`."""
+    good = next((t for t in c.tokens if key.verify(t, recipient)), None)
+    if c.reply:
+        return Verdict(good or c.canary, REJECTED, "a reply, forward or resend", False)
+    if good is not None:
+        original = c.message_id.startswith(good.message_id_prefix)
+        return Verdict(good, VERIFIED, "", original)
+    if any(t.signed for t in c.tokens):
+        return Verdict(c.canary, REJECTED, "its MAC does not verify (another key, another "
+                       "mailbox, or altered)", False)
+    return Verdict(c.canary, UNSIGNED, "it carries no MAC", False)
 
 
 @dataclass(frozen=True)

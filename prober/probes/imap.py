@@ -1,9 +1,14 @@
 """The mailbox watcher: one long-lived IMAP connection per recipient mailbox.
 
 New messages are found by UID (never by SEARCH: unreliable on custom headers, see
-FIELD-NOTES), matched locally, reported, and our own canaries removed by UID. IDLE when
-the server has it, re-issued every `idle_renew_s`; polling with NOOP otherwise; the junk
-folder polled at a lower rate; reconnects with backoff.
+FIELD-NOTES), authenticated and matched locally, reported, and our own canaries removed by
+UID. IDLE when the server has it, re-issued every `idle_renew_s`; polling with NOOP
+otherwise; the junk folder polled at a lower rate; reconnects with backoff.
+
+What may be removed is narrow on purpose: a canary of this vantage whose MAC verifies for
+this mailbox, that is the original message (our Message-ID, no reply, forward or resend
+marks) and that nobody flagged \\Deleted. Everything else that claims to be one of our
+canaries is counted in `forged`, logged with its folder and UID, and left alone.
 """
 
 from __future__ import annotations
@@ -18,7 +23,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from prober.config.mail import CanarySettings, Mailbox, Timeouts
-from prober.probes.canary import CanaryId, recognise
+from prober.probes.canary import (
+    CHECK,
+    UNSIGNED,
+    VERIFIED,
+    CanaryId,
+    CanaryKey,
+    Verdict,
+    authenticate,
+    claim,
+)
 from prober.probes.errors import ProbeError, classify
 from prober.probes.imap_session import ImapSession
 
@@ -39,6 +53,9 @@ class Arrival:
     detected_ns: int
     detect: str  # "idle" (a push woke us) or "poll"
     headers: bytes
+    # False: an unsigned message, matched by id only; it counts solely for a canary sent
+    # before this vantage signed its canaries (the receiver checks that: CanaryKey.since_ns)
+    authenticated: bool = True
 
 
 class CursorStore(Protocol):
@@ -63,11 +80,16 @@ class MemoryCursors:
 class MailboxWatcher:
     def __init__(self, mailbox: Mailbox, timeouts: Timeouts, settings: CanarySettings,
                  vantage: str, on_arrival: Callable[[Arrival], bool] | None = None,
-                 cursors: CursorStore | None = None) -> None:
+                 cursors: CursorStore | None = None, *, key: CanaryKey,
+                 check_leftovers_after_s: float | None = None) -> None:
         self.mailbox = mailbox
         self.timeouts = timeouts
         self.settings = settings
         self.vantage = vantage
+        self.key = key
+        # `prober check`: its own canaries from earlier checks, once older than this, are
+        # leftovers too (swept at connect); the daemon's canaries are never touched by it
+        self.check_leftovers_after_s = check_leftovers_after_s
         self.on_arrival = on_arrival
         self.cursors: CursorStore = cursors or MemoryCursors()
         self.up = False
@@ -80,6 +102,9 @@ class MailboxWatcher:
         self._next_sweep = 0.0  # monotonic; the first session sweeps at once
         self._fast_until = 0.0  # monotonic; fast polling while before it and a canary awaited
         self.swept = 0
+        self.sweeps = 0  # sweeps completed (a test or a caller can wait for the first)
+        self.swept_canaries: list[Arrival] = []  # what the sweeps removed, for the caller
+        self.forged = 0  # messages claiming to be our canaries that are not (never removed)
 
     # -- what callers use -------------------------------------------------------------------
     def expect(self, canary_id: str,
@@ -240,18 +265,30 @@ class MailboxWatcher:
         now = time.time_ns()
         ours: list[int] = []
         for msg in messages:
-            cid = recognise(msg.headers)
-            if cid is not None and cid.vantage == self.vantage:
-                arrival = Arrival(cid, self.mailbox.name, folder, msg.uid, msg.internaldate_ns,
-                                  now, detect, msg.headers)
-                known = self._dispatch(arrival)
-                # Our vantage's canary that nobody waits for: a leftover (a crash, a check
-                # run that gave up). Swept once old, never while another run may want it.
-                stale = (msg.internaldate_ns is not None and
-                         now - msg.internaldate_ns > self.settings.sweep_after_s * 1e9)
-                if known or stale:
-                    ours.append(msg.uid)
             last = max(last, msg.uid)
+            verdict = self._judge(msg.headers)
+            if verdict is None:
+                continue  # not a canary of this vantage (another vantage's, or a person's)
+            if verdict.status not in (VERIFIED, UNSIGNED):
+                self._not_ours(folder, msg.uid, verdict.why)
+                continue
+            arrival = Arrival(verdict.canary, self.mailbox.name, folder, msg.uid,
+                              msg.internaldate_ns, now, detect, msg.headers,
+                              authenticated=verdict.status == VERIFIED)
+            known = self._dispatch(arrival)
+            if not known and verdict.status == UNSIGNED:
+                self._not_ours(folder, msg.uid, "it carries no MAC and is no canary from "
+                               "before MACs in flight")
+                continue
+            # A verified canary nobody waits for is a leftover (a crash, a check run that
+            # gave up): swept once old, never while another run may still want it.
+            if self._removable(verdict, msg.flags) and (
+                    known or self._leftover(verdict.canary, msg.internaldate_ns, now)):
+                ours.append(msg.uid)
+            elif known and verdict.status == VERIFIED and not verdict.original:
+                log.info("watcher mailbox=%s folder=%s uid=%d: canary %s counted but left in "
+                         "place: its Message-ID is not the one it was sent with",
+                         self.mailbox.name, folder, msg.uid, verdict.canary.id)
         if ours:
             how = await sess.remove(ours, self.settings.cleanup,
                                     self.mailbox.imap.trash_folder)
@@ -260,6 +297,34 @@ class MailboxWatcher:
                             "canaries are left in place (never a plain EXPUNGE)",
                             self.mailbox.name)
         self.cursors.set_cursor(self.mailbox.name, folder, sess.selected.uidvalidity, last)
+
+    def _judge(self, headers: bytes) -> Verdict | None:
+        c = claim(headers)
+        c = c.of_vantage(self.vantage) if c else None
+        return authenticate(c, self.key, self.mailbox.address) if c else None
+
+    @staticmethod
+    def _removable(verdict: Verdict, flags: tuple[str, ...]) -> bool:
+        # \Deleted already set: a person (or their client) decided; that is not ours to do
+        return (verdict.status == VERIFIED and verdict.original
+                and "\\Deleted" not in flags)
+
+    def _leftover(self, cid: CanaryId, internaldate_ns: int | None, now_ns: int) -> bool:
+        """Old enough to be swept: by the server's date and by the canary's own signed
+        stamp, so neither a clock nor a forged date alone makes a canary look old."""
+        if internaldate_ns is None or cid.stamp is None:
+            return False
+        age_s = min(now_ns - internaldate_ns, now_ns - cid.stamp * 1_000_000_000) / 1e9
+        if age_s > self.settings.sweep_after_s:
+            return True
+        return (cid.driver == CHECK and self.check_leftovers_after_s is not None
+                and age_s > self.check_leftovers_after_s)
+
+    def _not_ours(self, folder: str, uid: int, why: str) -> None:
+        self.forged += 1
+        log.warning("watcher mailbox=%s folder=%s uid=%d: claims to be a canary of vantage "
+                    "%s but %s: not a delivery, not counted, left in place",
+                    self.mailbox.name, folder, uid, self.vantage, why)
 
     async def _sweep_all(self, sess: ImapSession) -> None:
         """Leftover canaries of this vantage older than sweep_after_s, in every folder we
@@ -279,10 +344,13 @@ class MailboxWatcher:
             await self._sweep(sess)
         if sess.selected is not None and sess.selected.name != imap.folder:
             await self._select(sess, imap.folder)
+        self.sweeps += 1
 
     async def _sweep(self, sess: ImapSession) -> None:
         now = time.time_ns()
-        cutoff_ns = now - int(self.settings.sweep_after_s * 1e9)
+        shortest = min(self.settings.sweep_after_s,
+                       self.check_leftovers_after_s or self.settings.sweep_after_s)
+        cutoff_ns = now - int(shortest * 1e9)
         before = datetime.fromtimestamp(cutoff_ns / 1e9, UTC) + timedelta(days=1)
         try:
             candidates = await sess.search_old_canaries(before)
@@ -292,19 +360,28 @@ class MailboxWatcher:
             log.info("watcher mailbox=%s: sweep search refused (%s)", self.mailbox.name,
                      exc.detail)
             return
-        stale = [m.uid for m in await sess.fetch_uids(candidates[:SWEEP_BATCH])
-                 if m.internaldate_ns is not None and m.internaldate_ns < cutoff_ns
-                 and (cid := recognise(m.headers)) is not None and cid.vantage == self.vantage]
+        assert sess.selected is not None
+        stale: list[Arrival] = []
+        for m in await sess.fetch_uids(candidates[:SWEEP_BATCH]):
+            verdict = self._judge(m.headers)
+            # MAC-less messages are never swept: nothing proves they are ours
+            if (verdict is not None and self._removable(verdict, m.flags)
+                    and self._leftover(verdict.canary, m.internaldate_ns, now)):
+                stale.append(Arrival(verdict.canary, self.mailbox.name, sess.selected.name,
+                                     m.uid, m.internaldate_ns, now, "sweep", m.headers))
         if stale:
-            how = await sess.remove(stale, self.settings.cleanup, self.mailbox.imap.trash_folder)
+            how = await sess.remove([a.uid for a in stale], self.settings.cleanup,
+                                    self.mailbox.imap.trash_folder)
             if how != "kept":
                 self.swept += len(stale)
-                log.info("watcher mailbox=%s: swept %d leftover canaries older than %.0f s "
-                         "(%s)", self.mailbox.name, len(stale), self.settings.sweep_after_s, how)
+                self.swept_canaries.extend(stale)
+                log.info("watcher mailbox=%s: swept %d leftover canaries (%s)",
+                         self.mailbox.name, len(stale), how)
 
     def _dispatch(self, arrival: Arrival) -> bool:
         known = False
-        fut = self._expected.pop(arrival.canary.id, None)
+        # a waiting caller (`prober check`) only ever sent signed canaries
+        fut = self._expected.pop(arrival.canary.id, None) if arrival.authenticated else None
         if fut is not None and not fut.done():
             fut.set_result(arrival)
             known = True

@@ -101,6 +101,9 @@ def fields_at_arrival(arrival: Arrival, accepted_ns: int, direction: str,
         "hops": len(hops),
         "detect": arrival.detect,
         "folder": arrival.folder,
+        # true: the canary's MAC verified; false: an unsigned canary sent before the
+        # upgrade to signed canaries, matched by its id alone
+        "authenticated": arrival.authenticated,
     }
 
 

@@ -12,6 +12,7 @@ from prober.config import load
 from prober.probes.canary import new_canary_id
 from prober.probes.roundtrip import send_canary
 from tests.agent_helpers import own_state_dir
+from tests.canary_helpers import TEST_KEY
 from tests.faults import CuttingProxy
 from tests.fixtures_mail import run_prober, write_config
 from tests.localstack.influx import InfluxDB1
@@ -126,7 +127,8 @@ def test_connection_dropped_mid_data_is_send_uncertain(mail_stack: MailStack, tm
         (tmp_path / "probes.toml").write_text(text)
         config = load(tmp_path / "probes.toml")
         route = config.routes[0]
-        cid = new_canary_id("local", route.name, 1)
+        cid = new_canary_id("local", route.name, 1, key=TEST_KEY,
+                            recipient=config.mailboxes["bob"].address)
         sent = asyncio.run(send_canary(
             route, config.mailboxes["alice"], config.mailboxes["bob"], cid, config.timeouts,
             {"X-Padding": "x" * 6000}))

@@ -20,6 +20,7 @@ from prober.config import Config, load
 from prober.probes.canary import new_canary_id
 from prober.probes.imap import MailboxWatcher
 from prober.probes.roundtrip import fate, roundtrip_point, send_canary
+from tests.canary_helpers import TEST_KEY
 from tests.localstack.mail import HOLD_HEADER, MailStack, User
 
 pytestmark = pytest.mark.integration
@@ -56,11 +57,11 @@ async def _through(config: Config, route_name: str,
     route = next(r for r in config.routes if r.name == route_name)
     sender, recipient = config.mailboxes[route.sender], config.mailboxes[route.recipient]
     stop = asyncio.Event()
-    watcher = MailboxWatcher(recipient, config.timeouts, config.canary, "split")
+    watcher = MailboxWatcher(recipient, config.timeouts, config.canary, "split", key=TEST_KEY)
     task = asyncio.create_task(watcher.run(stop))
     try:
         assert await watcher.wait_ready(10) and watcher.up, watcher.last_error
-        cid = new_canary_id("split", route.name, 1)
+        cid = new_canary_id("split", route.name, 1, key=TEST_KEY, recipient=recipient.address)
         arrived = watcher.expect(cid.id)
         sent = await send_canary(route, sender, recipient, cid, config.timeouts,
                                  dict(route.headers))

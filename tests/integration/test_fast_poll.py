@@ -13,6 +13,7 @@ from prober.config import Config
 from prober.probes.canary import new_canary_id
 from prober.probes.imap import MailboxWatcher
 from prober.probes.roundtrip import send_canary
+from tests.canary_helpers import TEST_KEY
 from tests.fixtures_mail import load_config
 from tests.localstack.mail import MailStack
 
@@ -24,13 +25,15 @@ async def _detections(config: Config, count: int) -> list[tuple[float, str]]:
     route = config.routes[0]
     sender, recipient = config.mailboxes[route.sender], config.mailboxes[route.recipient]
     stop = asyncio.Event()
-    watcher = MailboxWatcher(recipient, config.timeouts, config.canary, config.vantage.name)
+    watcher = MailboxWatcher(recipient, config.timeouts, config.canary, config.vantage.name,
+                             key=TEST_KEY)
     task = asyncio.create_task(watcher.run(stop))
     out = []
     try:
         assert await watcher.wait_ready(10) and watcher.up, watcher.last_error
         for i in range(count):
-            cid = new_canary_id(config.vantage.name, route.name, i)
+            cid = new_canary_id(config.vantage.name, route.name, i, key=TEST_KEY,
+                                recipient=recipient.address)
             fut = watcher.expect(cid.id, fast_for_s=20)
             sent = await send_canary(route, sender, recipient, cid, config.timeouts)
             assert sent.submission.ok, sent.submission.error

@@ -50,6 +50,9 @@ class MailStack:
         User("alice", "alice-secret-1"), User("bob", "bob-secret-2"),
         User("carol", "carol-secret-3")])
     idle: bool = True  # False: Dovecot does not announce IDLE (poll-fallback tests)
+    # Dovecot's announced capabilities, e.g. without UIDPLUS or MOVE (cleanup fallbacks);
+    # None: Dovecot's own (less IDLE when idle is False)
+    imap_capability: str | None = None
     workdir: Path | None = None
     host: str = "127.0.0.1"
     # Two stacks make two providers: each its own domain, and mail for the other's domain
@@ -274,6 +277,8 @@ class MailStack:
         capability = "" if self.idle else (
             "imap_capability = IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE LITERAL+ "
             "NAMESPACE UIDPLUS CHILDREN UNSELECT MOVE SPECIAL-USE\n")
+        if self.imap_capability is not None:
+            capability = f"imap_capability = {self.imap_capability}\n"
         self.dovecot_conf.write_text(f"""\
 base_dir = {d / "run"}
 state_dir = {d / "state"}

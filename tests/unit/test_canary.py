@@ -21,6 +21,7 @@ from prober.probes.canary import (
     recognise,
     split_delay,
 )
+from tests.canary_helpers import TEST_KEY
 
 SENT_AT = datetime(2026, 11, 24, 21, 28, 0, tzinfo=UTC)
 CID = CanaryId("probe-1", "corp-to-ext", 1732483680, "0123456789abcdef")
@@ -45,11 +46,13 @@ def ns(dt: datetime) -> int:
 
 
 def test_new_canary_id_is_random_hex() -> None:
-    a = new_canary_id("probe-1", "r1", 7)
-    b = new_canary_id("probe-1", "r1", 7)
+    a = new_canary_id("probe-1", "r1", 7, key=TEST_KEY, recipient="b@x.example")
+    b = new_canary_id("probe-1", "r1", 7, key=TEST_KEY, recipient="b@x.example")
     assert (a.vantage, a.route, a.seq) == ("probe-1", "r1", 7)
     assert re.fullmatch(r"[0-9a-f]{16}", a.id)
     assert a.id != b.id
+    assert a.mac is not None and re.fullmatch(r"[0-9a-f]{20}", a.mac)
+    assert a.stamp is not None and abs(a.stamp - time.time()) < 5
 
 
 def test_token_and_subject_format() -> None:

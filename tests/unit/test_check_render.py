@@ -25,6 +25,7 @@ from prober.probes.errors import ProbeError
 from prober.probes.imap import Arrival, MailboxWatcher
 from prober.probes.roundtrip import Sent, fate, roundtrip_point
 from prober.probes.smtp import Submission
+from tests.canary_helpers import TEST_KEY
 
 ACCEPTED_NS = 1_795_555_680_000_000_000
 CID = CanaryId("probe-1", "corp-to-ext", 1795555680, "0123456789abcdef")
@@ -209,7 +210,8 @@ def arrival(delivery_s: float, folder: str = "Probe") -> Arrival:
 
 
 def watcher(config: Config, up: bool = True, error: ProbeError | None = None) -> MailboxWatcher:
-    w = MailboxWatcher(config.mailboxes["ext"], config.timeouts, config.canary, "probe-1")
+    w = MailboxWatcher(config.mailboxes["ext"], config.timeouts, config.canary, "probe-1",
+                       key=TEST_KEY)
     w.up = up
     w.last_error = error
     return w
