@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import ssl
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -13,7 +17,7 @@ from cryptography.x509.oid import NameOID
 
 from prober.commands.check import CRITICAL, OK, WARNING, Row, cert_verdict
 from prober.measurement import Measurement
-from prober.probes.tls import certificate_facts, tls_facts
+from prober.probes.tls import certificate_facts, parsed_certificate_facts, tls_facts
 
 NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
 
@@ -74,3 +78,40 @@ def row() -> Row:
 def test_cert_verdict(days: float | None, state: int, detail: str) -> None:
     out = cert_verdict(row(), point(days), 14)
     assert (out.state, out.detail) == (state, detail)
+
+
+def _stdlib_form(der: bytes, tmp_path: Path) -> dict:
+    """What getpeercert() returns for a verified peer with this certificate."""
+    pem = tmp_path / "cert.pem"
+    pem.write_text(ssl.DER_cert_to_PEM_cert(der))
+    return ssl._ssl._test_decode_cert(str(pem))  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("cn", ["mail.example.test", "a,b+c;d<e>f\"g\\h", "#lead", " lead",
+                                "trail ", " ", "Ünïcode"])
+def test_verified_and_unverified_readers_agree(cn: str, tmp_path: Path) -> None:
+    der = der_cert(NOW + dt.timedelta(days=40, hours=3), cn)
+    assert parsed_certificate_facts(_stdlib_form(der, tmp_path), NOW) == \
+        certificate_facts(der, NOW)
+
+
+def test_an_attribute_without_a_short_name_goes_to_the_der_reader(tmp_path: Path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x"),
+                      x509.NameAttribute(NameOID.EMAIL_ADDRESS, "pm@example.test")])
+    der = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+           .public_key(key.public_key()).serial_number(1)
+           .not_valid_before(NOW - dt.timedelta(days=1))
+           .not_valid_after(NOW + dt.timedelta(days=1)).sign(key, hashes.SHA256())
+           .public_bytes(Encoding.DER))
+    assert parsed_certificate_facts(_stdlib_form(der, tmp_path), NOW) is None
+    subject = certificate_facts(der, NOW)["cert_subject"]
+    assert subject == "1.2.840.113549.1.9.1=pm@example.test,CN=x"
+
+
+def test_a_verified_connection_does_not_import_cryptography() -> None:
+    code = ("import sys, prober.probes.imap_session, prober.probes.smtp;"
+            "print('cryptography' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
