@@ -9,6 +9,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import re
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -18,12 +22,16 @@ from pathlib import Path
 
 import pytest
 
+from prober.agent.ledger import Ledger
 from prober.config import Config
-from prober.probes.canary import CanaryId, CanaryKey, build_message, new_canary_id
+from prober.measurement import Measurement
+from prober.probes.canary import CanaryId, CanaryKey, build_message, claim, new_canary_id
+from prober.probes.canary_key import KEY_FILE
 from prober.probes.imap import MailboxWatcher
+from tests.agent_helpers import own_state_dir, spool_points, wait_for
 from tests.canary_helpers import OTHER_KEY, TEST_KEY
 from tests.fixtures_mail import load_config
-from tests.localstack.mail import MailStack
+from tests.localstack.mail import HOLD_HEADER, MailStack
 
 pytestmark = pytest.mark.integration
 
@@ -164,3 +172,169 @@ def test_sweep_removes_only_verified_canaries_of_this_vantage(sweep_stack: MailS
         for files in (left, trash):
             if content in files:
                 files[content].unlink()
+
+
+# --- the daemon: forged arrivals never count ---------------------------------------------
+
+def _daemon_config(stack: MailStack, tmp: Path, vantage: str, extra: str,
+                   routes: list[tuple[str, str, str]], held: set[str]) -> Path:
+    text = own_state_dir(stack.probes_toml(vantage=vantage, routes=routes, extra=extra),
+                         stack, tmp)
+    for name in held:  # this route's canaries wait in Postfix's hold queue until released
+        text = text.replace(f'name = "{name}"\n', f'name = "{name}"\n'
+                            f'headers = {{ "{HOLD_HEADER}" = "yes" }}\n')
+    path = tmp / "probes.toml"
+    path.write_text(text)
+    return path
+
+
+def _start(config: Path) -> subprocess.Popen:
+    log = (config.parent / "daemon.log").open("ab")
+    return subprocess.Popen([sys.executable, "-m", "prober.cli", "-v", "run", "-c",
+                             str(config)], stdout=log, stderr=log)
+
+
+def _log(config: Path) -> str:
+    return (config.parent / "daemon.log").read_text(errors="replace")
+
+
+def _points(tmp: Path, canary: str) -> list:
+    return [p for p in spool_points(tmp, "mail_roundtrip") if p.fields["canary"] == canary]
+
+
+def _forged(tmp: Path) -> int:
+    beats = spool_points(tmp, "prober_heartbeat")
+    return int(beats[-1].fields["forged_canaries"]) if beats else -1
+
+
+def test_forged_arrivals_never_count_and_are_never_deleted(mail_stack: MailStack,
+                                                          tmp_path: Path):
+    vantage = "forge"
+    bob = mail_stack.user("bob").address
+    config = _daemon_config(mail_stack, tmp_path, vantage,
+                            "[agent]\ntick_s = 2\n[canary]\nlate_after_s = 600\n"
+                            "lost_after_s = 1200\n",
+                            [("a-to-b", "alice", "bob"), ("b-to-c", "bob", "carol")],
+                            held={"a-to-b"})
+    proc = _start(config)
+    planted: list[tuple[str, bytes]] = []
+
+    def plant(user: str, content: bytes) -> None:
+        mail_stack.deliver_local(user, content)
+        planted.append((user, content))
+
+    try:
+        def first_held() -> list:
+            return sorted((p for p in spool_points(tmp_path, "mail_roundtrip")
+                           if p.tags["route"] == "a-to-b" and p.fields["outcome"] == "pending"),
+                          key=lambda p: p.time_ns)
+
+        wait_for("a held canary", lambda: bool(first_held()), 30)
+        point = first_held()[0]
+        canary, queue_id = str(point.fields["canary"]), str(point.fields["queue_id"])
+        genuine = mail_stack.held_message(queue_id)
+        assert canary.encode() in genuine and b"mac=" in genuine
+        c = claim(genuine)
+        assert c is not None
+        real = c.canary
+        # 1. the id of the canary in flight with a wrong MAC, into the right mailbox
+        plant("bob", _canary(dataclasses.replace(real, mac="0" * len(real.mac or "")), bob))
+        wait_for("the forgery counted", lambda: _forged(tmp_path) == 1, 20)
+        time.sleep(1)  # a tick or two: nothing else may happen to the canary
+        assert [p.fields["outcome"] for p in _points(tmp_path, canary)] == ["pending"]
+        assert _forged(tmp_path) == 1
+        # 2. the same id without any MAC (the format from before signed canaries)
+        plant("bob", _canary(dataclasses.replace(real, stamp=None, mac=None), bob))
+        # 3. signed with another key
+        plant("bob", _canary(dataclasses.replace(
+            real, mac=OTHER_KEY.mac(real, bob)), bob))
+        # 4. the genuine canary's own headers, copied into another watched mailbox
+        plant("carol", genuine)
+        wait_for("four forgeries counted", lambda: _forged(tmp_path) == 4, 20)
+        assert [p.fields["outcome"] for p in _points(tmp_path, canary)] == ["pending"]
+        # the real canary, released now, counts with its real delay
+        time.sleep(max(0.0, point.time_ns / 1e9 + 6 - time.time()))
+        released_at = time.time()
+        mail_stack.release(queue_id)
+        wait_for("the real delivery", lambda: _points(tmp_path, canary)[-1].fields["outcome"]
+                 == "delivered", 20)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, _log(config)
+        mail_stack.purge_held()
+    final = _points(tmp_path, canary)[-1].fields
+    held_s = released_at - point.time_ns / 1e9
+    assert held_s >= 6
+    assert held_s <= final["delivery_s"] < held_s + 3, (held_s, final)
+    assert final["authenticated"] is True
+    assert [p.fields["outcome"] for p in _points(tmp_path, canary)] == ["pending", "delivered"]
+    assert _forged(tmp_path) == 4
+    log = _log(config)
+    for mailbox in ("bob", "carol"):
+        assert re.search(rf"watcher mailbox={mailbox} folder=INBOX uid=\d+: claims to be a "
+                         rf"canary of vantage {vantage} but", log), log
+    # every forgery is still where it was put; the genuine canary itself was removed
+    for user, content in planted:
+        assert content in _files(mail_stack, user), f"a forgery in {user}'s mailbox was removed"
+    ours = [body for body in _files(mail_stack, "bob")
+            if canary.encode() in body and body not in {c for _, c in planted}]
+    assert ours == [], "the genuine canary was not removed after it counted"
+    key = (tmp_path / "state" / KEY_FILE).read_text().strip()
+    assert key not in log
+    for user, content in planted:
+        path = _files(mail_stack, user).get(content)
+        if path is not None:
+            path.unlink()
+
+
+def test_unsigned_canary_in_flight_at_the_upgrade_still_counts(mail_stack: MailStack,
+                                                               tmp_path: Path):
+    """A canary the previous version sent (no MAC) and left in the ledger is matched by its
+    id after the upgrade, is `authenticated = false`, and is not removed."""
+    vantage = "upgrade"
+    bob = mail_stack.user("bob").address
+    config = _daemon_config(mail_stack, tmp_path, vantage,
+                            "[agent]\ntick_s = 2\n[canary]\nlate_after_s = 600\n"
+                            "lost_after_s = 1200\n", [("a-to-b", "alice", "bob")],
+                            held={"a-to-b"})
+    legacy = CanaryId(vantage, "a-to-b", 1, "00aa11bb22cc33dd")
+    accepted_ns = time.time_ns() - 5_000_000_000
+    ledger = Ledger(tmp_path / "state" / "prober.db")
+    ledger.enter(legacy.id, "a-to-b", "bob")
+    ledger.record(Measurement("mail_roundtrip", {
+        "vantage": vantage, "route": "a-to-b", "sender": mail_stack.user("alice").address,
+        "recipient": bob, "direction": "internal"},
+        {"outcome": "pending", "canary": legacy.id, "seq": 1}, accepted_ns))
+    ledger.close()
+    proc = _start(config)
+    old_copy = _canary(legacy, bob)
+    try:
+        wait_for("the agent's first heartbeat", lambda: _forged(tmp_path) == 0, 30)
+        # a MAC-less message claiming one of the new, signed canaries: not a delivery
+        wait_for("a signed canary in flight", lambda: any(
+            p.fields["outcome"] == "pending" for p in spool_points(tmp_path, "mail_roundtrip")
+            if p.fields["canary"] != legacy.id), 20)
+        signed = next(p for p in spool_points(tmp_path, "mail_roundtrip")
+                      if p.fields["canary"] != legacy.id)
+        unsigned_claim = CanaryId(vantage, "a-to-b", int(signed.fields["seq"]),
+                                  str(signed.fields["canary"]))
+        claim_copy = _canary(unsigned_claim, bob)
+        mail_stack.deliver_local("bob", claim_copy)
+        mail_stack.deliver_local("bob", old_copy)
+        wait_for("the old canary matched", lambda: any(
+            p.fields["outcome"] == "delivered" for p in _points(tmp_path, legacy.id)), 20)
+        wait_for("the MAC-less claim refused", lambda: _forged(tmp_path) == 1, 20)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, _log(config)
+        mail_stack.purge_held()
+    final = _points(tmp_path, legacy.id)[-1].fields
+    assert final["authenticated"] is False
+    assert 5 <= final["delivery_s"] < 10
+    assert [p.fields["outcome"] for p in _points(tmp_path, str(signed.fields["canary"]))] \
+        == ["pending"]
+    left = _files(mail_stack, "bob")
+    assert old_copy in left, "an unsigned canary was removed"
+    assert claim_copy in left, "a MAC-less claim was removed"
+    for content in (old_copy, claim_copy):
+        left[content].unlink()

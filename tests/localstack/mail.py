@@ -182,6 +182,14 @@ class MailStack:
         self._run(["postsuper", "-c", str(self.postfix_dir), "-H", queue_id], "postsuper -H")
         self._run(["postqueue", "-c", str(self.postfix_dir), "-i", queue_id], "postqueue -i")
 
+    def held_message(self, queue_id: str) -> bytes:
+        """A held message's header and body as queued (what a provider's staff could see)."""
+        out = subprocess.run(["postcat", "-c", str(self.postfix_dir), "-hb", "-q", queue_id],
+                             capture_output=True, check=True)
+        lines = [line for line in out.stdout.split(b"\n")
+                 if not line.startswith(b"*** ")]  # postcat's section markers
+        return b"\r\n".join(line.rstrip(b"\r") for line in lines)
+
     def purge_held(self) -> None:
         """Delete every message still on hold (tests leave none behind for the next)."""
         self._run(["postsuper", "-c", str(self.postfix_dir), "-d", "ALL", "hold"],
