@@ -39,7 +39,7 @@ from prober.config.sla import SlaSettings, parse_sla
 from prober.config.webmail import WebmailTarget, parse_webmail
 from prober.contract import Contract, resolve
 
-__all__ = ["Config", "ConfigError", "Mailbox", "Route", "Secret", "load", "parse"]
+__all__ = ["Config", "ConfigError", "Mailbox", "Route", "Secret", "load", "parse", "read_toml"]
 
 
 @dataclass(frozen=True)
@@ -64,13 +64,18 @@ class Config:
 
 
 def load(path: str | Path) -> Config:
+    return parse(read_toml(path), str(path))
+
+
+def read_toml(path: str | Path) -> dict:
+    """The file's TOML; a ConfigError names the file (and the line of a syntax error)."""
     file = str(path)
     try:
         raw, _ = read_regular_file(path, MAX_CONFIG_BYTES)
     except FileProblem as exc:
         raise ConfigError(file, "", exc.reason) from None
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        return tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise ConfigError(file, "", f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
@@ -82,7 +87,6 @@ def load(path: str | Path) -> Config:
             line = int(tail.split(",")[0].rstrip(")"))
             msg = msg.rsplit(" (at line ", 1)[0]
         raise ConfigError(file, "", f"TOML syntax error: {msg}", line=line) from None
-    return parse(data, file)
 
 
 def parse(data: dict, file: str = "<config>") -> Config:

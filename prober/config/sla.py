@@ -32,13 +32,18 @@ class Window:
 class SlaSettings:
     timezone: str = "UTC"
     quorum: int | None = None  # None: a majority of the vantages known in the minute
-    min_coverage: float = 0.99
+    min_coverage: float = 0.99  # per clause: `[sla.clauses.ID] min_coverage` overrides it
+    # What the contract covers; None: whatever the evidence holds (and the report lists it).
+    vantages: tuple[str, ...] | None = None  # the probe hosts expected to report
     mailboxes: tuple[str, ...] | None = None  # None: the provider's side of the routes
+    routes: tuple[str, ...] | None = None  # route names, as in [[route]] and the data's tag
     webmail_timeout_s: float | None = None  # None: twice the clause's limit
     clauses: Mapping[str, Mapping[str, object]] = field(
         default_factory=lambda: MappingProxyType({}))
     maintenance: tuple[Window, ...] = ()
     exclusions: tuple[Window, ...] = ()
+    clause_min_coverage: Mapping[str, float] = field(
+        default_factory=lambda: MappingProxyType({}))
 
     @property
     def tz(self) -> ZoneInfo:
@@ -65,14 +70,17 @@ def parse_sla(root: Section) -> SlaSettings:
     else:
         raise s.error("quorum", f'must be "majority" or a whole number from 1 to {MAX_QUORUM}, '
                       f"got {quorum_raw!r}")
-    mailboxes = s.text_list("mailboxes", None)
+    min_coverage: dict[str, float] = {}
     settings = SlaSettings(
         timezone=timezone,
         quorum=quorum,
         min_coverage=s.number("min_coverage", 0.99, minimum=0.0, maximum=1.0),
-        mailboxes=tuple(mailboxes) if mailboxes is not None else None,
+        vantages=_names(s, "vantages"),
+        mailboxes=_names(s, "mailboxes"),
+        routes=_names(s, "routes"),
         webmail_timeout_s=s.number("webmail_timeout_s", None, minimum=0.001, maximum=3600),
-        clauses=MappingProxyType(_clause_overrides(s)),
+        clauses=MappingProxyType(_clause_overrides(s, min_coverage)),
+        clause_min_coverage=MappingProxyType(min_coverage),
         maintenance=tuple(_window(w, tz) for w in s.tables("maintenance")),
         exclusions=tuple(_window(w, tz) for w in s.tables("exclusion")),
     )
@@ -80,7 +88,22 @@ def parse_sla(root: Section) -> SlaSettings:
     return settings
 
 
-def _clause_overrides(s: Section) -> dict[str, Mapping[str, object]]:
+def _names(s: Section, key: str) -> tuple[str, ...] | None:
+    values = s.text_list(key, None)
+    if values is None:
+        return None
+    seen: set[str] = set()
+    for i, v in enumerate(values):
+        if v in seen:
+            raise s.error(f"{key}[{i}]", f"{v!r} is listed twice")
+        seen.add(v)
+    return tuple(values)
+
+
+def _clause_overrides(s: Section, min_coverage: dict[str, float]
+                      ) -> dict[str, Mapping[str, object]]:
+    """The limit overrides per clause; `min_coverage` (the judge's, not the contract's) is
+    collected into `min_coverage`."""
     table = s.table("clauses")
     if table is None:
         return {}
@@ -95,8 +118,10 @@ def _clause_overrides(s: Section) -> dict[str, Mapping[str, object]]:
         for key in c.data:
             if key == "penalty":
                 values[key] = c.text(key)
+            elif key == "min_coverage":
+                min_coverage[clause_id] = c.number(key, minimum=0.0, maximum=1.0)
             elif key not in clause.params:
-                known = ", ".join([*clause.params, "penalty"])
+                known = ", ".join([*clause.params, "penalty", "min_coverage"])
                 raise c.error(key, f"clause {clause_id} has no such setting (known: {known})")
             else:
                 default = clause.params[key]

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import httpx
 
 from prober.schema import (
+    ARRIVED,
     FIELD_CANARY,
     FIELD_DELIVERY_S,
     FIELD_ERROR,
@@ -118,6 +119,40 @@ class WebmailBucket:
     vantage: str
     n: int
     total_s: float
+    n_by_load: int = 0  # of n: ok loads without open_s, judged by load_s
+
+
+@dataclass(frozen=True)
+class RouteSeen:
+    """A route as the data tags it, with how many points it has."""
+
+    route: str
+    vantage: str
+    direction: str
+    sender: str
+    recipient: str
+    points: int
+
+
+@dataclass
+class Inventory:
+    """What the evidence holds: points per measurement and vantage, the mailboxes checked,
+    the routes' canaries; the judge compares it with what `[sla]` declares."""
+
+    points: dict[tuple[str, str], int] = field(default_factory=dict)  # (measurement, vantage)
+    # (vantage, mailbox, outcome) -> mail_access points
+    access: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    routes: list[RouteSeen] = field(default_factory=list)
+
+
+# Why a point read cannot be used; the report counts each per measurement.
+NO_UPTIME = "no uptime_s field (not a heartbeat this judge can read)"
+NO_VANTAGE = "no vantage tag"
+ARRIVED_NO_DELIVERY = "delivered or late without delivery_s"
+UNKNOWN_OUTCOME = "an outcome this judge does not know"
+OK_NO_TIME = "ok load without open_s or load_s"
+BAD_LINE = "not valid line protocol"
+NOT_A_NUMBER = "a delay that is not a number"
 
 
 @dataclass(frozen=True)
@@ -173,6 +208,13 @@ class Evidence(Protocol):
 
     def webmail_classes(self, start_ns: int, end_ns: int) -> dict[str, str]:
         """Profile -> the contract class (narrowband, broadband) its loads declare."""
+        ...
+
+    def inventory(self, start_ns: int, end_ns: int) -> Inventory:
+        ...
+
+    def unusable(self, start_ns: int, end_ns: int) -> dict[tuple[str, str], int]:
+        """(measurement, reason) -> points read that no reduction can use."""
         ...
 
 
@@ -232,10 +274,46 @@ def q_delay_over(field_name: str, edge: float, start_ns: int, end_ns: int) -> st
 
 
 def q_webmail_buckets(start_ns: int, end_ns: int) -> str:
-    return (f"SELECT count(open_s), sum(open_s) FROM {WEBMAIL_LOAD} "
+    # load_s too: an ok load without a login opens when it loads, and points written before
+    # open_s existed (or by an older agent) carry load_s only
+    return (f"SELECT count(open_s), sum(open_s), count(load_s) AS n_load, sum(load_s) AS "
+            f"sum_load FROM {WEBMAIL_LOAD} "
             f"WHERE outcome = {_q(WebmailOutcome.OK)} AND "
             f"{_range(start_ns, end_ns)} GROUP BY time(15m), profile, target, vantage "
             f"fill(none)")
+
+
+def q_webmail_ok_points(profile: str, target: str, vantage: str, start_ns: int,
+                        end_ns: int) -> str:
+    return (f"SELECT open_s, load_s FROM {WEBMAIL_LOAD} WHERE outcome = "
+            f"{_q(WebmailOutcome.OK)} AND profile = {_q(profile)} AND target = {_q(target)} "
+            f"AND vantage = {_q(vantage)} AND {_range(start_ns, end_ns)}")
+
+
+def q_inventory(start_ns: int, end_ns: int) -> list[str]:
+    r = _range(start_ns, end_ns)
+    return [
+        f"SELECT count({HEARTBEAT_FIELD}) FROM {HEARTBEAT} WHERE {r} GROUP BY vantage",
+        f"SELECT count(total_s) FROM {MAIL_ACCESS} WHERE {r} GROUP BY vantage, mailbox, outcome",
+        f"SELECT count(outcome) FROM {MAIL_ROUNDTRIP} WHERE {r} GROUP BY vantage, route, "
+        f"direction, sender, recipient",
+        f"SELECT count(*) FROM {WEBMAIL_LOAD} WHERE {r} GROUP BY vantage",
+    ]
+
+
+def q_unusable(start_ns: int, end_ns: int) -> list[str]:
+    r = _range(start_ns, end_ns)
+    known = " AND ".join(f"outcome != {_q(o)}" for o in RoundtripOutcome)
+    arrived = " OR ".join(f"outcome = {_q(o)}" for o in ARRIVED)
+    return [
+        f"SELECT count(*) FROM {HEARTBEAT} WHERE {r}",
+        f"SELECT count(outcome) AS n, count(delivery_s) AS d FROM {MAIL_ROUNDTRIP} WHERE {r} "
+        f"AND ({arrived})",
+        f"SELECT count(outcome) FROM {MAIL_ROUNDTRIP} WHERE {r} AND {known}",
+        f"SELECT count(total_s) FROM {MAIL_ACCESS} WHERE {r} AND outcome != "
+        f"{_q(AccessOutcome.OK)} AND outcome != {_q(AccessOutcome.FAIL)}",
+        f"SELECT count(*) FROM {WEBMAIL_LOAD} WHERE {r} AND outcome = {_q(WebmailOutcome.OK)}",
+    ]
 
 
 def q_webmail_failures(start_ns: int, end_ns: int) -> str:
@@ -403,11 +481,89 @@ class InfluxEvidence:
         out = []
         for s in self._one(q_webmail_buckets(start_ns, end_ns)):
             t = s["tags"]
+            profile, target = t.get(TAG_PROFILE, ""), t.get(TAG_TARGET, "")
+            vantage = t.get(TAG_VANTAGE, "")
             for row in s["rows"]:
-                if row.get("count"):
-                    out.append(WebmailBucket(row["time"], t.get(TAG_PROFILE, ""),
-                                             t.get(TAG_TARGET, ""), t.get(TAG_VANTAGE, ""),
-                                             int(row["count"]), float(row.get("sum") or 0.0)))
+                n_open, n_load = int(row.get("count") or 0), int(row.get("n_load") or 0)
+                if n_open == 0 and n_load == 0:
+                    continue
+                if n_open == n_load:  # every load has both: open_s is the figure
+                    out.append(WebmailBucket(row["time"], profile, target, vantage, n_open,
+                                             float(row.get("sum") or 0.0)))
+                elif n_open == 0:  # none has open_s: each opened when it loaded
+                    out.append(WebmailBucket(row["time"], profile, target, vantage, n_load,
+                                             float(row.get("sum_load") or 0.0), n_load))
+                else:  # a bucket that mixes both (an agent upgraded in it): point by point
+                    n = n_by_load = 0
+                    total = 0.0
+                    for ps in self._one(q_webmail_ok_points(
+                            profile, target, vantage, row["time"],
+                            min(end_ns, row["time"] + WEBMAIL_BUCKET_NS))):
+                        for p in ps["rows"]:
+                            value = _float(p.get("open_s"))
+                            if value is None:
+                                value = _float(p.get("load_s"))
+                                n_by_load += value is not None
+                            if value is not None:
+                                n += 1
+                                total += value
+                    out.append(WebmailBucket(row["time"], profile, target, vantage, n, total,
+                                             n_by_load))
+        return out
+
+    def inventory(self, start_ns: int, end_ns: int) -> Inventory:
+        hb, access, rt, wm = self.run(q_inventory(start_ns, end_ns))
+        inv = Inventory()
+        for name, result in ((HEARTBEAT, hb), (WEBMAIL_LOAD, wm)):
+            for s in result:
+                n = sum(_max_count(row) for row in s["rows"])
+                if n:
+                    key = (name, s["tags"].get(TAG_VANTAGE, ""))
+                    inv.points[key] = inv.points.get(key, 0) + n
+        for s in access:
+            t = s["tags"]
+            n = sum(int(row.get("count") or 0) for row in s["rows"])
+            if n:
+                inv.access[(t.get(TAG_VANTAGE, ""), t.get(TAG_MAILBOX, ""),
+                            t.get(TAG_OUTCOME, ""))] = n
+                key = (MAIL_ACCESS, t.get(TAG_VANTAGE, ""))
+                inv.points[key] = inv.points.get(key, 0) + n
+        for s in rt:
+            t = s["tags"]
+            n = sum(int(row.get("count") or 0) for row in s["rows"])
+            if n:
+                inv.routes.append(RouteSeen(t.get(TAG_ROUTE, ""), t.get(TAG_VANTAGE, ""),
+                                            t.get(TAG_DIRECTION, ""), t.get(TAG_SENDER, ""),
+                                            t.get(TAG_RECIPIENT, ""), n))
+                key = (MAIL_ROUNDTRIP, t.get(TAG_VANTAGE, ""))
+                inv.points[key] = inv.points.get(key, 0) + n
+        return inv
+
+    def unusable(self, start_ns: int, end_ns: int) -> dict[tuple[str, str], int]:
+        hb, arrived, unknown_rt, unknown_acc, wm_ok = self.run(q_unusable(start_ns, end_ns))
+        out: dict[tuple[str, str], int] = {}
+
+        def add(name: str, reason: str, n: int) -> None:
+            if n > 0:
+                out[(name, reason)] = out.get((name, reason), 0) + n
+
+        # count(*) gives a count per field; a field on every point gives the point count
+        hb_points = sum(_max_count(r) for s in hb for r in s["rows"])
+        with_uptime = sum(int(r.get(f"count_{HEARTBEAT_FIELD}") or 0)
+                          for s in hb for r in s["rows"])
+        add(HEARTBEAT, NO_UPTIME, hb_points - with_uptime)
+        for s in arrived:
+            for r in s["rows"]:
+                add(MAIL_ROUNDTRIP, ARRIVED_NO_DELIVERY, int(r.get("n") or 0) - int(r.get("d")
+                                                                                  or 0))
+        add(MAIL_ROUNDTRIP, UNKNOWN_OUTCOME, sum(int(r.get("count") or 0) for s in unknown_rt
+                                                  for r in s["rows"]))
+        add(MAIL_ACCESS, UNKNOWN_OUTCOME, sum(int(r.get("count") or 0) for s in unknown_acc
+                                               for r in s["rows"]))
+        for s in wm_ok:
+            for r in s["rows"]:
+                usable = max(int(r.get("count_open_s") or 0), int(r.get("count_load_s") or 0))
+                add(WEBMAIL_LOAD, OK_NO_TIME, _max_count(r) - usable)
         return out
 
     def webmail_failures(self, start_ns: int, end_ns: int) -> list[WebmailFailure]:
@@ -430,6 +586,12 @@ class InfluxEvidence:
                 if row.get("last"):
                     out[s["tags"].get(TAG_PROFILE, "")] = str(row["last"])
         return out
+
+
+def _max_count(row: dict[str, Any]) -> int:
+    """The points behind a `count(*)` row: the count of the field that most points carry."""
+    return max((int(v) for k, v in row.items() if k != "time" and isinstance(v, int | float)
+                and not isinstance(v, bool)), default=0)
 
 
 def _float(value: Any) -> float | None:
