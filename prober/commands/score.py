@@ -15,7 +15,8 @@ from typing import Any
 import click
 
 from prober.commands.options import config_option
-from prober.config import Config, ConfigError, load
+from prober.config.judge import ConfigError, JudgeConfig, load_judge
+from prober.schema import Direction
 from prober.sla.query import Evidence, InfluxEvidence, QueryError, influx_target
 from prober.sla.report import FORMATS, render
 from prober.sla.score import score as score_month
@@ -40,37 +41,32 @@ def _fail(message: str) -> None:
     sys.exit(EXIT_ERROR)
 
 
-def contracted_mailboxes(config: Config) -> set[str] | None:
+def contracted_mailboxes(config: JudgeConfig) -> set[str] | None:
     """The provider's mailboxes, as the addresses the probes tag their points with.
 
-    `[sla] mailboxes` (names or addresses) when given; else the provider's side of every
-    route (the sender of outbound, the recipient of inbound, both of internal); else None:
-    every mailbox seen counts.
+    `[sla] mailboxes` when given: a `[[mailbox]]` name stands for its address, anything
+    else is taken as tagged in the data. Else the provider's side of the contracted routes
+    in `[[route]]` (the sender of outbound, the recipient of inbound, both of internal).
+    Else None: every mailbox seen counts (and the report lists them).
     """
     names = config.sla.mailboxes
     if names is not None:
-        out = set()
-        for n in names:
-            if n in config.mailboxes:
-                out.add(config.mailboxes[n].address)
-            elif "@" in n:
-                out.add(n)
-            else:
-                raise ConfigError(config.file, "sla.mailboxes",
-                                  f"no mailbox named {n!r} (and not an address)")
-        return out
-    if not config.routes:
+        return {config.mailboxes.get(n, n) for n in names}
+    routes = [r for r in config.routes
+              if config.sla.routes is None or r.name in config.sla.routes]
+    if not routes:
         return None
     out = set()
-    for r in config.routes:
-        if r.direction in ("outbound", "internal"):
-            out.add(config.mailboxes[r.sender].address)
-        if r.direction in ("inbound", "internal"):
-            out.add(config.mailboxes[r.recipient].address)
+    for r in routes:
+        if r.direction in (Direction.OUTBOUND, Direction.INTERNAL):
+            out.add(r.sender)
+        if r.direction in (Direction.INBOUND, Direction.INTERNAL):
+            out.add(r.recipient)
     return out
 
 
-def open_evidence(config: Config, source: str, start_ns: int, end_ns: int) -> Evidence:
+def open_evidence(config: JudgeConfig, source: str, start_ns: int, end_ns: int,
+                  focus: tuple[int, int] | None = None) -> Evidence:
     if source == "influx":
         if config.influx is None:
             raise QueryError("--source influx, but probes.toml has no [influx] section")
@@ -81,7 +77,7 @@ def open_evidence(config: Config, source: str, start_ns: int, end_ns: int) -> Ev
     if not Path(config.spool.path).exists():
         raise QueryError(f"no spool database at {config.spool.path}")
     try:
-        return spool_evidence(config.spool.path, start_ns, end_ns)
+        return spool_evidence(config.spool.path, start_ns, end_ns, focus)
     except SpoolReadError as exc:
         raise QueryError(str(exc)) from None
 
@@ -107,7 +103,7 @@ def score(config_path: str, month: str, year: int | None, fmt: str, output: str 
     if year is not None and not 1970 <= year <= 9999:
         _fail(f"--year must be a year such as 2026, got {year}")
     try:
-        config = load(config_path)
+        config = load_judge(config_path)
         contracted = contracted_mailboxes(config)
     except ConfigError as exc:
         _fail(f"config error: {exc}")
@@ -119,7 +115,9 @@ def score(config_path: str, month: str, year: int | None, fmt: str, output: str 
     try:
         # the spool is read once for the whole span the score looks at (the year to date)
         start_ns = min(_start_ns(config, y, 1), _start_ns(config, year or y, 1))
-        evidence = open_evidence(config, src, start_ns, now_ns + 1)
+        month_start = _start_ns(config, y, mo)
+        month_end = _start_ns(config, y + (mo == 12), mo % 12 + 1)
+        evidence = open_evidence(config, src, start_ns, now_ns + 1, (month_start, month_end))
         card = score_month(evidence, config.sla, y, mo, now_ns=now_ns, contracted=contracted,
                            judge_year=year)
     except QueryError as exc:
@@ -139,7 +137,7 @@ def score(config_path: str, month: str, year: int | None, fmt: str, output: str 
     sys.exit(card.exit_code)
 
 
-def _start_ns(config: Config, year: int, month: int) -> int:
+def _start_ns(config: JudgeConfig, year: int, month: int) -> int:
     from prober.sla.score import month_period
 
     return month_period(year, month, config.sla.tz).start_ns

@@ -20,8 +20,9 @@ import click
 
 from prober.agent.influx import InfluxWriter
 from prober.agent.spool import Spool, SpoolError
-from prober.commands.options import config_option, load_or_exit
-from prober.config import Config
+from prober.commands.options import EXIT_CONFIG, config_option, load_or_exit
+from prober.config import Config, ConfigError
+from prober.config.judge import JudgeConfig, load_judge
 from prober.spoolfile import SpoolReader, SpoolReadError
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
@@ -48,7 +49,16 @@ def _load(path: str) -> Config:
     return load_or_exit(path)
 
 
-def _read(config: Config) -> SpoolReader:
+def _load_judge(path: str) -> JudgeConfig:
+    """The reading commands need only [spool] and [influx]: no probe secrets, no [vantage]."""
+    try:
+        return load_judge(path)
+    except ConfigError as exc:
+        click.echo(f"prober spool: config error: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+
+
+def _read(config: Config | JudgeConfig) -> SpoolReader:
     try:
         return SpoolReader(config.spool.path)
     except SpoolReadError as exc:
@@ -81,7 +91,7 @@ def spool() -> None:
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(config_path: str, as_json: bool) -> None:
-    config = _load(config_path)
+    config = _load_judge(config_path)
     try:
         with _read(config) as sp:
             st = sp.stats()
@@ -127,7 +137,7 @@ def status(config_path: str, as_json: bool) -> None:
               "comment lines.")
 def export(config_path: str, measurement: str | None, since: str | None, until: str | None,
            dead: bool) -> None:
-    config = _load(config_path)
+    config = _load_judge(config_path)
     start = parse_when(since) if since else None
     end = parse_when(until) if until else None
     out = sys.stdout

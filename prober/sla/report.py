@@ -73,7 +73,12 @@ def to_dict(card: Scorecard) -> dict[str, Any]:
                        for k, x in v.clause.params.items()},
             "verdict": v.status, "measured": v.figure, "value": v.value, "detail": v.detail,
             "penalty": v.clause.penalty, "penalty_owed": v.penalty_owed,
+            "coverage": v.coverage.share, "min_coverage": v.coverage.minimum,
+            "absent": list(v.coverage.absent),
         } for v in card.verdicts],
+        "scope": _scope(card),
+        "unusable_points": [{"measurement": m, "reason": r, "points": n}
+                            for (m, r), n in card.unusable.items()],
         "penalties_owed": sorted({v.penalty_owed for v in card.verdicts if v.penalty_owed}),
         "connectivity": {
             "vantages": c.vantages, "down_minutes": len(c.down),
@@ -97,7 +102,7 @@ def to_dict(card: Scorecard) -> dict[str, Any]:
         "canaries_late_lost_refused": [_event(e) for e in card.events],
         "webmail": {p.profile: {
             "contract_class": p.contract_class, "loads": p.n, "failed": len(p.failures),
-            "mean_s": p.mean_s,
+            "mean_s": p.mean_s, "judged_by_load_s": p.n_by_load,
             "failures": [{"time": _t(f.time_ns), "vantage": f.vantage, "target": f.target,
                           "outcome": f.outcome, "timeout_s": f.timeout_s, "error": f.error}
                          for f in p.failures],
@@ -110,6 +115,29 @@ def to_dict(card: Scorecard) -> dict[str, Any]:
             "days_with_unknown_minutes": len(card.year.unknown_days),
             "coverage": card.year.coverage, "complete": card.year.complete,
         },
+    }
+
+
+def _scope(card: Scorecard) -> dict[str, Any]:
+    sc = card.scope
+    c = card.conn
+    judged = c.judged_minutes
+    by_vantage = {}
+    for v in sorted({*sc.found_vantages, *(sc.declared_vantages or ())}):
+        missing = c.missing_judged_by_vantage.get(v, judged)
+        by_vantage[v] = {"declared": sc.declared_vantages is not None
+                         and v in sc.declared_vantages,
+                         "points": sc.points_by_vantage.get(v, 0),
+                         "coverage": 1.0 - missing / judged if judged > 0 else 1.0}
+    return {
+        "vantages": {"declared": list(sc.declared_vantages) if sc.declared_vantages is not None
+                     else None, "found": sc.found_vantages, "absent": sc.absent_vantages,
+                     "coverage_by_vantage": by_vantage},
+        "mailboxes": {"declared": list(sc.declared_mailboxes)
+                      if sc.declared_mailboxes is not None else None,
+                      "found": sc.found_mailboxes, "absent": sc.absent_mailboxes},
+        "routes": {"declared": list(sc.declared_routes) if sc.declared_routes is not None
+                   else None, "found": sc.found_routes, "absent": sc.absent_routes},
     }
 
 
@@ -152,10 +180,30 @@ def _evidence_sections(card: Scorecard) -> list[tuple[str, list[str], list[list[
     sections.append(("Canaries over the maximum or lost",
                      ["clause", "accepted", "vantage", "route", "outcome", "delay s", "canary"],
                      rows))
-    sections.append(("Data coverage (minutes without a heartbeat)",
-                     ["vantage", "unknown min"],
-                     [[v, str(n)] for v, n in c.unknown_by_vantage.items()]
-                     + [["(no vantage at all)", str(len(c.unknown))]]))
+    scope = _scope(card)
+    sections.append(("Coverage per clause",
+                     ["clause", "coverage", "minimum", "declared but absent"],
+                     [[v.clause.id, f"{v.coverage.share * 100:.2f} %",
+                       f"{v.coverage.minimum * 100:g} %", ", ".join(v.coverage.absent) or "-"]
+                      for v in card.verdicts if v.status != NOT_MEASURED]))
+    sections.append(("Data coverage per vantage (judged minutes with a heartbeat)",
+                     ["vantage", "declared", "points", "coverage", "unknown min"],
+                     [[v, "yes" if d["declared"] else "no", str(d["points"]),
+                       f"{d['coverage'] * 100:.2f} %",
+                       str(c.unknown_by_vantage.get(v, c.evaluated_minutes))]
+                      for v, d in scope["vantages"]["coverage_by_vantage"].items()]
+                     + [["(no vantage at all)", "", "", "", str(len(c.unknown))]]))
+    rows = []
+    for kind in ("vantages", "mailboxes", "routes"):
+        d = scope[kind]
+        found = d["found"] if isinstance(d["found"], list) else list(d["found"])
+        rows.append([kind, "-" if d["declared"] is None else ", ".join(d["declared"]) or "-",
+                     ", ".join(found) or "none", ", ".join(d["absent"]) or "-"])
+    sections.append(("What the contract covers and what the evidence holds",
+                     ["what", "declared ([sla])", "found in the evidence", "absent"], rows))
+    sections.append(("Points read and not judged",
+                     ["measurement", "reason", "points"],
+                     [[m, r, str(n)] for (m, r), n in card.unusable.items()]))
     sections.append(("Maintenance windows and exclusions",
                      ["kind", "start", "end", "reason"],
                      [["maintenance", w.start.isoformat(), w.end.isoformat(), w.reason]
@@ -163,9 +211,9 @@ def _evidence_sections(card: Scorecard) -> list[tuple[str, list[str], list[list[
                      + [["exclusion", w.start.isoformat(), w.end.isoformat(), w.reason]
                         for w in card.exclusions]))
     sections.append(("Webmail page loads per profile",
-                     ["profile", "class", "loads", "failed", "mean s"],
+                     ["profile", "class", "loads", "failed", "without open_s", "mean s"],
                      [[p.profile, p.contract_class or "-", str(p.n), str(len(p.failures)),
-                       "-" if p.mean_s is None else f"{p.mean_s:.2f}"]
+                       str(p.n_by_load), "-" if p.mean_s is None else f"{p.mean_s:.2f}"]
                       for p in card.webmail.values()]))
     return sections
 
@@ -487,7 +535,7 @@ def _html_table(header: list[str], rows: list[list[str]], classes: list[str] | N
 
 def render_html(card: Scorecard) -> str:
     summary = _summary(card)
-    classes = [{PASS: "pass", BREACH: "breach", NOT_MEASURED: "nm"}.get(v.status, v.status)
+    classes = [{PASS: "pass", BREACH: "breach", NOT_MEASURED: "nm"}.get(v.status, "unknown")
                for v in card.verdicts]
     parts = ["<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
              f"<title>{_e(summary[0])}</title><style>{_CSS}</style></head><body>",

@@ -57,7 +57,7 @@ def test_breach_from_the_spool_in_every_format(tmp_path: Path) -> None:
     assert clauses["connectivity"]["verdict"] == "breach"
     assert clauses["connectivity"]["value"] == 50
     assert clauses["connectivity"]["penalty_owed"] == "double service time for the month"
-    assert clauses["fault_time"]["verdict"] == "unknown"  # 50 <= 100, but 99.9 % unknown
+    assert clauses["fault_time"]["verdict"] == "not enough data"  # 50 <= 100, 99.9 % unknown
     assert clauses["backup"]["verdict"] == "not measured"
     assert data["connectivity"]["incidents"][0]["start"] == "2026-10-03 00:00"
     assert data["connectivity"]["incidents"][0]["minutes"] == 50
@@ -79,7 +79,7 @@ def test_not_enough_data_exits_2(tmp_path: Path) -> None:
     fill_spool(cfg, 3)  # 3 minutes down, the rest of October unknown
     r = CliRunner().invoke(main, ["score", "-c", str(cfg), "--month", "2026-10"])
     assert r.exit_code == 2, r.output
-    assert "unknown" in r.output
+    assert "not enough data" in r.output
 
 
 def test_errors_exit_3(tmp_path: Path) -> None:
