@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from types import SimpleNamespace
 from typing import TypeVar
 
 import pytest
 
-from prober.agent import scheduler
 from prober.agent.scheduler import (
     Tick,
     TickClock,
@@ -108,21 +107,24 @@ def test_default_tolerance_is_a_quarter_tick_at_most_five_seconds() -> None:
 # is a loop that was blocked (or a VM suspended) for that long, without waiting for it.
 
 class ShiftedTime:
+    """Both clocks shifted alike: time passed (a blocked loop), not a wall-clock step."""
+
     def __init__(self) -> None:
         self.shift = 0.0
 
     def time(self) -> float:
         return time.time() + self.shift
 
+    def monotonic(self) -> float:
+        return time.monotonic() + self.shift
+
     def set(self, wall: float) -> None:
         self.shift = wall - time.time()
 
 
 @pytest.fixture
-def wall(monkeypatch: pytest.MonkeyPatch) -> ShiftedTime:
-    fake = ShiftedTime()
-    monkeypatch.setattr(scheduler, "time", SimpleNamespace(time=fake.time))
-    return fake
+def wall() -> ShiftedTime:
+    return ShiftedTime()
 
 
 TICK = 10.0
@@ -134,7 +136,7 @@ def due(n: int) -> float:
 
 
 def test_first_tick_is_the_next_one_due_on_the_wall_clock(wall: ShiftedTime) -> None:
-    clock = TickClock(TICK, OFFSET)
+    clock = TickClock(TICK, OFFSET, clock=wall)
     wall.set(due(1000) - 0.02)
     t0 = time.monotonic()
     tick = run(lambda: clock.next(asyncio.Event()))
@@ -149,7 +151,7 @@ def test_first_tick_is_the_next_one_due_on_the_wall_clock(wall: ShiftedTime) -> 
 
 def test_a_tick_just_past_at_the_first_call_is_not_run_the_next_one_is(
         wall: ShiftedTime) -> None:
-    clock = TickClock(TICK, OFFSET)
+    clock = TickClock(TICK, OFFSET, clock=wall)
     wall.set(due(1000) + 0.5)
 
     async def first_call() -> Tick | None:
@@ -170,7 +172,7 @@ def next_after(clock: TickClock, wall: ShiftedTime, at: float) -> Tick:
 
 
 def test_consecutive_ticks_are_numbered_in_order(wall: ShiftedTime) -> None:
-    clock = TickClock(TICK, OFFSET)
+    clock = TickClock(TICK, OFFSET, clock=wall)
     first = next_after(clock, wall, due(500) - 0.01)
     second = next_after(clock, wall, due(501) - 0.01)
     third = next_after(clock, wall, due(502) + 0.1)
@@ -180,7 +182,7 @@ def test_consecutive_ticks_are_numbered_in_order(wall: ShiftedTime) -> None:
 
 
 def test_a_late_tick_within_tolerance_is_not_missed(wall: ShiftedTime) -> None:
-    clock = TickClock(TICK, OFFSET)  # tolerance 2.5 s
+    clock = TickClock(TICK, OFFSET, clock=wall)  # tolerance 2.5 s
     next_after(clock, wall, due(1000) - 0.01)
     tick = next_after(clock, wall, due(1001) + 2.0)
     assert tick.number == 1001 and tick.scheduled == due(1001)
@@ -188,7 +190,7 @@ def test_a_late_tick_within_tolerance_is_not_missed(wall: ShiftedTime) -> None:
 
 
 def test_a_tick_late_beyond_tolerance_runs_and_is_counted(wall: ShiftedTime) -> None:
-    clock = TickClock(TICK, OFFSET)
+    clock = TickClock(TICK, OFFSET, clock=wall)
     next_after(clock, wall, due(1000) - 0.01)
     tick = next_after(clock, wall, due(1001) + 4.0)
     assert tick.number == 1001
@@ -197,7 +199,7 @@ def test_a_tick_late_beyond_tolerance_runs_and_is_counted(wall: ShiftedTime) -> 
 
 
 def test_whole_ticks_passed_unseen_are_skipped_and_counted(wall: ShiftedTime) -> None:
-    clock = TickClock(TICK, OFFSET)
+    clock = TickClock(TICK, OFFSET, clock=wall)
     next_after(clock, wall, due(1000) - 0.01)
     # blocked for three ticks and a bit: 1001 and 1002 passed whole; 1003 is 1 s late
     tick = next_after(clock, wall, due(1003) + 1.0)
@@ -210,7 +212,7 @@ def test_whole_ticks_passed_unseen_are_skipped_and_counted(wall: ShiftedTime) ->
 
 
 def test_no_burst_after_a_skip_the_next_tick_waits_for_its_time(wall: ShiftedTime) -> None:
-    clock = TickClock(TICK, OFFSET)
+    clock = TickClock(TICK, OFFSET, clock=wall)
     next_after(clock, wall, due(1000) - 0.01)
     wall.set(due(1004) + 0.5)
     stop = asyncio.Event()
@@ -230,7 +232,7 @@ def test_no_burst_after_a_skip_the_next_tick_waits_for_its_time(wall: ShiftedTim
 
 
 def test_stop_already_set_returns_none_at_once(wall: ShiftedTime) -> None:
-    clock = TickClock(TICK, OFFSET)
+    clock = TickClock(TICK, OFFSET, clock=wall)
     stop = asyncio.Event()
     stop.set()
     wall.set(due(7) - 5.0)  # 5 s before a tick
@@ -244,7 +246,7 @@ def test_stop_already_set_returns_none_at_once(wall: ShiftedTime) -> None:
 
 def test_stop_during_the_wait_returns_none_promptly_then_the_clock_goes_on(
         wall: ShiftedTime) -> None:
-    clock = TickClock(TICK, OFFSET)
+    clock = TickClock(TICK, OFFSET, clock=wall)
     wall.set(due(42) - 6.0)
 
     async def stopped_wait() -> tuple[Tick | None, float]:
@@ -308,3 +310,62 @@ def test_real_clock_blocked_loop_skips_instead_of_bursting() -> None:
     assert third.number == second.number + 1
     assert third.started - third.scheduled >= -2e-3
     assert third.started - second.started > 0.01
+
+
+# -- wall-clock steps --------------------------------------------------------------------------------
+
+class SteppedClock:
+    """The wall clock steps (NTP, `date -s`); the monotonic clock runs on."""
+
+    def __init__(self) -> None:
+        self.step = 0.0
+
+    def time(self) -> float:
+        return time.time() + self.step
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+@pytest.mark.parametrize("steps", [(5 * 3600.0, -6 * 3600.0), (-3600.0, 3600.0)])
+def test_wall_clock_steps_both_ways_keep_the_cadence(steps: tuple[float, float]) -> None:
+    tick_s = 0.2
+    wall = SteppedClock()
+    clock = TickClock(tick_s, 0.05, tolerance_s=0.1, clock=wall)
+
+    async def ticks() -> list[tuple[Tick, float]]:
+        stop = asyncio.Event()
+        out = []
+        for i in range(9):
+            if i in (3, 6):
+                wall.step += steps[0 if i == 3 else 1]
+            tick = await clock.next(stop)
+            assert tick is not None
+            out.append((tick, time.monotonic()))
+        return out
+
+    got = run(ticks)
+    gaps = [b[1] - a[1] for a, b in itertools.pairwise(got)]
+    # neither stopped (a backward step waiting out the hour) nor a burst (a forward one
+    # running 90000 ticks at once): one tick per tick_s, on the monotonic clock
+    assert all(0.5 * tick_s < g < 1.6 * tick_s for g in gaps), gaps
+    assert clock.steps == 2
+    assert clock.missed == 0
+    # ticks follow the wall clock as it reads after each step
+    for tick, _ in got:
+        assert tick.scheduled == pytest.approx(tick.number * tick_s + 0.05, abs=1e-6)
+        assert abs(tick.started - tick.scheduled) < 0.1
+
+
+def test_a_small_wall_clock_adjustment_is_not_a_step() -> None:
+    wall = SteppedClock()
+    clock = TickClock(0.1, 0.0, tolerance_s=0.05, clock=wall)
+
+    async def two() -> None:
+        stop = asyncio.Event()
+        await clock.next(stop)
+        wall.step += 0.5  # NTP's slew-sized correction: below STEP_S
+        await clock.next(stop)
+
+    run(two)
+    assert clock.steps == 0
