@@ -128,10 +128,6 @@ class MailboxWatcher:
             return False
         return any(not fut.done() for fut in self._expected.values())
 
-    def poke(self) -> None:
-        """Look for new mail now (a poll), instead of at the next IDLE renewal or poll."""
-        self._wake.set()
-
     async def wait_ready(self, timeout: float) -> bool:
         """True once the first SELECT set the baseline; False on timeout."""
         with contextlib.suppress(asyncio.TimeoutError):

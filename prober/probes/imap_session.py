@@ -73,10 +73,6 @@ class ImapSession:
     def alive(self) -> bool:
         return self._lost is not None and not self._lost.done()
 
-    async def wait_lost(self) -> None:
-        assert self._lost is not None
-        await asyncio.shield(self._lost)
-
     async def _bounded(self, aw: Awaitable[T], step: str, timeout: float | None = None) -> T:
         """Await `aw`, but give up on timeout or when the connection is lost."""
         assert self._lost is not None
