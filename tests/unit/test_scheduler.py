@@ -312,7 +312,7 @@ def test_real_clock_blocked_loop_skips_instead_of_bursting() -> None:
     assert third.started - second.started > 0.01
 
 
-# -- wall-clock steps --------------------------------------------------------------------------------
+# -- wall-clock steps ------------------------------------------------------------------------------
 
 class SteppedClock:
     """The wall clock steps (NTP, `date -s`); the monotonic clock runs on."""
