@@ -1,10 +1,13 @@
 """Canaries in flight, on disk: a late or lost canary survives a restart or a SIGKILL.
 
-Lives in the spool's SQLite file (its own `ledger_*` tables, its own connection). Each
-canary is entered before it is sent; its `mail_roundtrip` point (tags and fields as JSON)
-is kept so that the point can be written again, same series and timestamp, when its fate
-is known. The watchers' UID cursors are kept here too, so mail delivered while the agent
-was down is still found after a restart.
+Lives in the spool's SQLite file (its own `ledger_*` tables, its own connection for reads
+and its own writes). Each canary is entered before it is sent, with its sequence number and
+its point's tags; its `mail_roundtrip` point (tags and fields as JSON) is kept so that the
+point can be written again, same series and timestamp, when its fate is known. With a
+spool, `record()` changes the ledger and appends the point to the spool in ONE SQLite
+transaction: after any crash the ledger's outcome and what reaches InfluxDB agree. The
+watchers' UID cursors are kept here too, so mail delivered while the agent was down is
+still found after a restart.
 """
 
 from __future__ import annotations
@@ -15,8 +18,13 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prober.measurement import Measurement
+from prober.schema import FIELD_CANARY, FIELD_OUTCOME, IN_FLIGHT, MAIL_ROUNDTRIP
+
+if TYPE_CHECKING:
+    from prober.agent.spool import Spool
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ledger_canaries (
@@ -25,7 +33,7 @@ CREATE TABLE IF NOT EXISTS ledger_canaries (
     recipient TEXT NOT NULL,        -- mailbox name in the config
     created_ns INTEGER NOT NULL,    -- entered (before the send)
     time_ns INTEGER,                -- the point's timestamp (accepted, or the attempt)
-    outcome TEXT NOT NULL,          -- an OUTCOMES value, or 'abandoned' (never had a point)
+    outcome TEXT NOT NULL,          -- a RoundtripOutcome value, or 'forgotten' (no point)
     tags TEXT,                      -- JSON of the point's tags
     fields TEXT,                    -- JSON of the point's fields
     resolved_ns INTEGER
@@ -40,8 +48,19 @@ CREATE TABLE IF NOT EXISTS ledger_cursors (
 );
 CREATE TABLE IF NOT EXISTS ledger_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
+# Columns added after the first release: added to an older file when it is opened.
+_ADDED_COLUMNS = (
+    ("seq", "INTEGER"),                          # the canary's sequence number
+    ("unspooled", "INTEGER NOT NULL DEFAULT 0"),  # 1: the spool refused its last point
+)
+_COLUMNS = "id, route, recipient, created_ns, time_ns, outcome, tags, fields, seq"
 
-OPEN = ("pending", "send_uncertain")  # still waiting for an arrival
+OPEN = tuple(str(o) for o in IN_FLIGHT)  # still waiting for an arrival
+FORGOTTEN = "forgotten"  # closed without ever having a point (its route left the config)
+
+
+class LedgerError(RuntimeError):
+    """The ledger cannot be read or written; the message names the file and why."""
 
 
 @dataclass(frozen=True)
@@ -54,25 +73,35 @@ class Entry:
     outcome: str
     tags: dict[str, str]
     fields: dict[str, object]
+    seq: int | None = None
 
     def point(self, **updates: object) -> Measurement:
         fields = dict(self.fields)
         fields.update(updates)
-        return Measurement("mail_roundtrip", self.tags, fields,  # type: ignore[arg-type]
+        return Measurement(MAIL_ROUNDTRIP, self.tags, fields,  # type: ignore[arg-type]
                            self.time_ns or self.created_ns)
 
 
 class Ledger:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, spool: Spool | None = None) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.spool = spool
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
-                                   check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        with self._lock:
-            self._db.executescript(_SCHEMA)
+        self._handed_seq = 0
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
+                                       check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            with self._lock:
+                self._db.executescript(_SCHEMA)
+                have = {r[1] for r in self._db.execute("PRAGMA table_info(ledger_canaries)")}
+                for name, decl in _ADDED_COLUMNS:
+                    if name not in have:
+                        self._db.execute(f"ALTER TABLE ledger_canaries ADD COLUMN {name} {decl}")
+        except (OSError, sqlite3.Error) as exc:
+            raise LedgerError(f"cannot open the canary ledger in {self.path}: {exc}") from None
 
     def close(self) -> None:
         with self._lock:
@@ -80,82 +109,156 @@ class Ledger:
 
     def _write(self, sql: str, params: tuple) -> None:
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.execute(sql, params)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._db.execute(sql, params)
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise LedgerError(f"canary ledger {self.path}: cannot write: {exc}") from None
 
-    # -- sequence numbers survive restarts, so (vantage, route, seq) never repeats ----------
-    def next_seq(self) -> int:
+    def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            row = self._db.execute("SELECT value FROM ledger_meta WHERE key='seq'").fetchone()
-            seq = (row[0] if row else 0) + 1
-            self._db.execute("INSERT OR REPLACE INTO ledger_meta VALUES ('seq', ?)", (seq,))
-            self._db.execute("COMMIT")
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise LedgerError(f"canary ledger {self.path}: cannot read: {exc}") from None
+
+    # -- sequence numbers survive restarts, so (vantage, seq) never repeats -----------------
+    def next_seq(self) -> int:
+        """Take the next number now (committed): for a caller that keeps no entry."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                row = self._db.execute("SELECT value FROM ledger_meta WHERE key='seq'").fetchone()
+                seq = max(row[0] if row else 0, self._handed_seq) + 1
+                self._db.execute("INSERT OR REPLACE INTO ledger_meta VALUES ('seq', ?)", (seq,))
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise LedgerError(f"canary ledger {self.path}: cannot count: {exc}") from None
+        self._handed_seq = seq
         return seq
 
+    def reserve_seq(self) -> int:
+        """The next number, kept only once `enter(seq=...)` commits: a crash in between
+        leaves no gap (the next start hands the same number out again)."""
+        rows = self._read("SELECT value FROM ledger_meta WHERE key='seq'")
+        self._handed_seq = max(rows[0][0] if rows else 0, self._handed_seq) + 1
+        return self._handed_seq
+
     # -- canaries ---------------------------------------------------------------------------
-    def enter(self, canary_id: str, route: str, recipient: str) -> None:
-        """Before the send: a crash during the SMTP session leaves a trace to resolve."""
-        self._write("INSERT INTO ledger_canaries (id, route, recipient, created_ns, outcome) "
-                    "VALUES (?, ?, ?, ?, 'send_uncertain')",
-                    (canary_id, route, recipient, time.time_ns()))
+    def enter(self, canary_id: str, route: str, recipient: str, seq: int | None = None,
+              tags: dict[str, str] | None = None) -> None:
+        """Before the send: a crash during the SMTP session leaves a trace to resolve, with
+        the tags and seq its point needs."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._db.execute(
+                        "INSERT INTO ledger_canaries (id, route, recipient, created_ns, "
+                        "outcome, tags, seq) VALUES (?, ?, ?, ?, 'send_uncertain', ?, ?)",
+                        (canary_id, route, recipient, time.time_ns(),
+                         json.dumps(tags) if tags else None, seq))
+                    if seq is not None:
+                        self._db.execute(
+                            "INSERT INTO ledger_meta VALUES ('seq', ?) ON CONFLICT(key) DO "
+                            "UPDATE SET value = max(value, excluded.value)", (seq,))
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise LedgerError(f"canary ledger {self.path}: cannot enter canary "
+                                  f"{canary_id}: {exc}") from None
+
+    def _record_sql(self, point: Measurement, unspooled: int) -> tuple[str, tuple]:
+        outcome = str(point.fields[FIELD_OUTCOME])
+        resolved = None if outcome in OPEN else time.time_ns()
+        return ("UPDATE ledger_canaries SET time_ns=?, outcome=?, tags=?, fields=?, "
+                "resolved_ns=?, unspooled=? WHERE id=?",
+                (point.time_ns, outcome, json.dumps(dict(point.tags)),
+                 json.dumps(dict(point.fields)), resolved, unspooled,
+                 str(point.fields[FIELD_CANARY])))
 
     def record(self, point: Measurement) -> None:
-        """The point as written now (after the send, or when the fate is known)."""
-        outcome = str(point.fields["outcome"])
-        resolved = None if outcome in OPEN else time.time_ns()
-        self._write("UPDATE ledger_canaries SET time_ns=?, outcome=?, tags=?, fields=?, "
-                    "resolved_ns=? WHERE id=?",
-                    (point.time_ns, outcome, json.dumps(dict(point.tags)),
-                     json.dumps(dict(point.fields)), resolved, str(point.fields["canary"])))
+        """The point as written now (after the send, or when the fate is known).
 
-    def abandon(self, canary_id: str) -> None:
-        """Close an entry that never got a point (see Agent._recover_unsent)."""
-        self._write("UPDATE ledger_canaries SET outcome='abandoned', resolved_ns=? WHERE id=?",
-                    (time.time_ns(), canary_id))
+        With a spool, the ledger change and the spooled point are one transaction. When
+        the spool refuses the point (SpoolFull: disk floor, size cap), the ledger keeps
+        the fate marked `unspooled` and SpoolFull is raised: `unspooled()` lists what to
+        record again once there is room.
+        """
+        from prober.agent.spool import SpoolFull
+
+        if self.spool is None:
+            self._write(*self._record_sql(point, 0))
+            return
+        sql, params = self._record_sql(point, 0)
+        try:
+            self.spool.append([point], also=lambda conn: conn.execute(sql, params))
+        except SpoolFull:
+            self._write(*self._record_sql(point, 1))
+            raise
+
+    def unspooled(self, limit: int = 100) -> list[Entry]:
+        """Entries whose last point the spool refused: to be recorded again."""
+        return [_entry(r) for r in self._read(
+            f"SELECT {_COLUMNS} FROM ledger_canaries WHERE unspooled = 1 "
+            "ORDER BY created_ns LIMIT ?", (limit,))]
+
+    def forget(self, canary_id: str) -> None:
+        """Close an entry that never got a point and cannot get one (its route is gone)."""
+        self._write(f"UPDATE ledger_canaries SET outcome='{FORGOTTEN}', resolved_ns=? "
+                    "WHERE id=?", (time.time_ns(), canary_id))
 
     def get(self, canary_id: str) -> Entry | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT id, route, recipient, created_ns, time_ns, outcome, tags, fields "
-                "FROM ledger_canaries WHERE id=?", (canary_id,)).fetchone()
-        return _entry(row) if row else None
+        rows = self._read(f"SELECT {_COLUMNS} FROM ledger_canaries WHERE id=?", (canary_id,))
+        return _entry(rows[0]) if rows else None
 
     def open_older_than(self, cutoff_ns: int) -> list[Entry]:
         """Canaries still waiting whose point is older than `cutoff_ns`."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT id, route, recipient, created_ns, time_ns, outcome, tags, fields "
-                "FROM ledger_canaries WHERE outcome IN ('pending', 'send_uncertain') "
-                "AND COALESCE(time_ns, created_ns) < ?", (cutoff_ns,)).fetchall()
-        return [_entry(r) for r in rows]
+        return [_entry(r) for r in self._read(
+            f"SELECT {_COLUMNS} FROM ledger_canaries WHERE outcome IN (?, ?) "
+            "AND COALESCE(time_ns, created_ns) < ?", (*OPEN, cutoff_ns))]
+
+    def unsent(self) -> list[Entry]:
+        """Entered but never recorded: the agent stopped during their SMTP session."""
+        return [_entry(r) for r in self._read(
+            f"SELECT {_COLUMNS} FROM ledger_canaries WHERE outcome IN (?, ?) "
+            "AND fields IS NULL", OPEN)]
 
     def pending_count(self) -> int:
-        with self._lock:
-            return int(self._db.execute(
-                "SELECT COUNT(*) FROM ledger_canaries "
-                "WHERE outcome IN ('pending', 'send_uncertain')").fetchone()[0])
+        return int(self._read("SELECT COUNT(*) FROM ledger_canaries WHERE outcome IN (?, ?)",
+                              OPEN)[0][0])
 
     def forget_resolved_before(self, cutoff_ns: int) -> int:
         """Resolved canaries are kept a while so a late arrival can still correct `lost`."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            n = self._db.execute("DELETE FROM ledger_canaries WHERE resolved_ns IS NOT NULL "
-                                 "AND resolved_ns < ?", (cutoff_ns,)).rowcount
-            self._db.execute("COMMIT")
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                n = self._db.execute("DELETE FROM ledger_canaries WHERE resolved_ns IS NOT "
+                                     "NULL AND resolved_ns < ? AND unspooled = 0",
+                                     (cutoff_ns,)).rowcount
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise LedgerError(f"canary ledger {self.path}: cannot prune: {exc}") from None
         return n
 
     # -- the watchers' CursorStore -------------------------------------------------------------
     def get_cursor(self, mailbox: str, folder: str) -> tuple[int, int] | None:
-        with self._lock:
-            row = self._db.execute("SELECT uidvalidity, last_uid FROM ledger_cursors "
-                                   "WHERE mailbox=? AND folder=?", (mailbox, folder)).fetchone()
-        return (int(row[0]), int(row[1])) if row else None
+        rows = self._read("SELECT uidvalidity, last_uid FROM ledger_cursors "
+                          "WHERE mailbox=? AND folder=?", (mailbox, folder))
+        return (int(rows[0][0]), int(rows[0][1])) if rows else None
 
     def set_cursor(self, mailbox: str, folder: str, uidvalidity: int, last_uid: int) -> None:
         if self.get_cursor(mailbox, folder) == (uidvalidity, last_uid):
@@ -166,4 +269,5 @@ class Ledger:
 
 def _entry(row: tuple) -> Entry:
     return Entry(row[0], row[1], row[2], row[3], row[4], row[5],
-                 json.loads(row[6]) if row[6] else {}, json.loads(row[7]) if row[7] else {})
+                 json.loads(row[6]) if row[6] else {}, json.loads(row[7]) if row[7] else {},
+                 row[8])

@@ -26,7 +26,7 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -240,11 +240,14 @@ class Spool:
 
     # -- appending -----------------------------------------------------------------------
 
-    def append(self, measurements: Iterable[Measurement]) -> int:
+    def append(self, measurements: Iterable[Measurement],
+               also: Callable[[sqlite3.Connection], object] | None = None) -> int:
         """Commit the measurements in one transaction; returns how many were stored.
 
-        Durable when this returns. Raises SpoolFull when new points are refused (free-space
-        floor, or the size cap while InfluxDB is configured); a Measurement that cannot be
+        Durable when this returns. `also` runs in the same transaction (the canary ledger's
+        change that goes with its point: both commit, or neither). Raises SpoolFull when
+        new points are refused (free-space floor, or the size cap while InfluxDB is
+        configured); a Measurement that cannot be
         written as line protocol (no fields) is logged and skipped, not fatal to the rest.
         """
         now = time.time_ns()
@@ -257,7 +260,7 @@ class Spool:
                 log.error("spool: skipped measurement %r: %s", m.name, exc)
                 continue
             rows.append((m.name, m.time_ns, now, line))
-        return self._insert(rows)
+        return self._insert(rows, also)
 
     def append_lines(self, lines: Iterable[str]) -> int:
         """Commit raw line protocol (one point per line, timestamp in ns) in one transaction."""
@@ -272,13 +275,14 @@ class Spool:
             rows.append((measurement_name(line), time_ns, now, line))
         return self._insert(rows)
 
-    def _insert(self, rows: list[tuple[str, int, int, str]]) -> int:
-        if not rows:
+    def _insert(self, rows: list[tuple[str, int, int, str]],
+                also: Callable[[sqlite3.Connection], object] | None = None) -> int:
+        if not rows and also is None:
             return 0
         self._check_room(len(rows))
         try:
             self._execute_many("INSERT INTO spool_points (measurement, time_ns, enqueued_ns, "
-                               "line) VALUES (?, ?, ?, ?)", rows)
+                               "line) VALUES (?, ?, ?, ?)", rows, also)
         except sqlite3.OperationalError as exc:
             if "full" in str(exc).lower():
                 raise self._refuse(len(rows), f"SQLite says {exc}") from None
@@ -286,7 +290,8 @@ class Spool:
         self._after_append(len(rows))
         return len(rows)
 
-    def _execute_many(self, sql: str, rows: Sequence[tuple]) -> None:
+    def _execute_many(self, sql: str, rows: Sequence[tuple],
+                      also: Callable[[sqlite3.Connection], object] | None = None) -> None:
         """One transaction; on a full disk, release the ballast and try once more (deleting
         delivered rows and even appending need a little room). Raises OperationalError."""
         conn = self._conn()
@@ -295,6 +300,8 @@ class Spool:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     conn.executemany(sql, rows)
+                    if also is not None:
+                        also(conn)
                     conn.execute("COMMIT")
                 except BaseException:
                     _rollback(conn)

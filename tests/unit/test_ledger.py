@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from prober.agent.ledger import OPEN, Entry, Ledger
+from prober.agent.ledger import OPEN, Entry, Ledger, LedgerError
 from prober.agent.spool import Spool
 from prober.config.delivery import SpoolSettings
 from prober.measurement import Measurement
@@ -295,7 +295,7 @@ def test_an_unchanged_cursor_is_not_written_again(ledger: Ledger, db: Path) -> N
     other.execute("BEGIN IMMEDIATE")  # holds the write lock: any write would fail
     try:
         ledger.set_cursor("bob", "INBOX", 1000, 17)  # most scans: nothing new, no write
-        with pytest.raises(sqlite3.OperationalError, match="locked"):
+        with pytest.raises(LedgerError, match="locked"):
             ledger.set_cursor("bob", "INBOX", 1000, 18)
     finally:
         other.execute("ROLLBACK")
@@ -390,13 +390,13 @@ def test_ledger_and_spool_write_concurrently_without_losing_anything(db: Path) -
     led.close()
 
 
-def test_abandoned_entry_is_no_longer_in_flight(tmp_path: Path) -> None:
+def test_forgotten_entry_is_no_longer_in_flight(tmp_path: Path) -> None:
     ledger = Ledger(tmp_path / "prober.db")
     ledger.enter("c0ffee0000000001", "gone-route", "bob")
     assert ledger.pending_count() == 1
-    ledger.abandon("c0ffee0000000001")
+    ledger.forget("c0ffee0000000001")
     assert ledger.pending_count() == 0
     assert ledger.open_older_than(time.time_ns() + 10**9) == []
     entry = ledger.get("c0ffee0000000001")
-    assert entry is not None and entry.outcome == "abandoned"
+    assert entry is not None and entry.outcome == "forgotten"
     ledger.close()
