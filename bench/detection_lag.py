@@ -22,16 +22,19 @@ from pathlib import Path
 # the local test servers live under tests/, which is not installed: run from a clone
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+
 from prober.config import load
-from prober.probes.canary import CanaryKey, new_canary_id
+from prober.probes.canary import CanaryKey
 from prober.probes.imap import MailboxWatcher
-from prober.probes.roundtrip import send_canary
+from prober.probes.plan import context
+from prober.probes.roundtrip import CanaryTarget, send_canary
 from tests.localstack.mail import MailStack
 
 
 async def measure(config, count: int) -> tuple[list[float], list[float], set[str]]:
     route = config.routes[0]
-    sender, recipient = config.mailboxes[route.sender], config.mailboxes[route.recipient]
+    target = CanaryTarget.of(config, route)
+    recipient = target.recipient
     stop = asyncio.Event()
     key = CanaryKey(secrets.token_bytes(32), "bench")
     watcher = MailboxWatcher(recipient, config.timeouts, config.canary, config.vantage.name,
@@ -40,10 +43,11 @@ async def measure(config, count: int) -> tuple[list[float], list[float], set[str
     await watcher.wait_ready(10)
     after_250, after_visible, modes = [], [], set()
     for i in range(count):
-        cid = new_canary_id(config.vantage.name, route.name, i, key=key,
-                            recipient=recipient.address)
-        fut = watcher.expect(cid.id)
-        sent = await send_canary(route, sender, recipient, cid, config.timeouts)
+        expected: list[asyncio.Future] = []
+        sent = await send_canary(context(config), target, i,
+                                 lambda cid, into=expected: into.append(watcher.expect(cid.id)),
+                                 key=key)
+        (fut,) = expected
         arrival = await asyncio.wait_for(fut, 30)
         after_250.append((arrival.detected_ns - sent.submission.accepted_ns) / 1e9)
         after_visible.append((arrival.detected_ns - arrival.internaldate_ns) / 1e9)

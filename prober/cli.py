@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
@@ -12,6 +13,12 @@ from prober import __version__
 from prober.commands.lazy import LazyGroup
 from prober.commands.options import config_option, load_or_exit
 from prober.config import Config, ConfigError
+
+if TYPE_CHECKING:
+    from prober.agent.ledger import Ledger
+    from prober.measurement import Measurement
+
+EXIT_STATE_FILES = 1  # `prober run`: the spool or the canary ledger cannot be used
 
 
 # score and spool are imported only when they run (httpx, the judge, the writer)
@@ -63,8 +70,10 @@ def check(config_path: str, routes: tuple[str, ...], as_json: bool, no_write: bo
         click.echo(f"PROBER UNKNOWN - no route named {', '.join(unknown)} in {config_path} "
                    f"(known: {', '.join(r.name for r in cfg.routes) or 'none'})")
         sys.exit(3)
+    ledger = None if no_write else _ledger(cfg)
     try:
-        result = asyncio.run(checking.run_check(cfg, list(routes) or None))
+        result = asyncio.run(checking.run_check(cfg, list(routes) or None,
+                                                ledger.next_seq if ledger else None))
     except ConfigError as exc:  # e.g. the canary key cannot be read or made
         click.echo(f"PROBER UNKNOWN - config error: {exc}")
         sys.exit(3)
@@ -72,6 +81,9 @@ def check(config_path: str, routes: tuple[str, ...], as_json: bool, no_write: bo
         logging.getLogger("prober").debug("check failed", exc_info=True)
         click.echo(f"PROBER UNKNOWN - internal error: {type(exc).__name__}: {exc}")
         sys.exit(3)
+    finally:
+        if ledger is not None:
+            ledger.close()
     if not no_write:
         result.delivery_note = _deliver(cfg, result.measurements)
     if as_json:
@@ -97,6 +109,7 @@ def run(config_path: str, ticks: int | None) -> None:
     import asyncio
 
     from prober.agent.daemon import Agent
+    from prober.agent.ledger import LedgerError
     from prober.agent.spool import SpoolError
 
     cfg = load_or_exit(config_path)
@@ -106,22 +119,31 @@ def run(config_path: str, ticks: int | None) -> None:
 
     try:
         code = asyncio.run(main_loop())
-    except SpoolError as exc:
+    except (SpoolError, LedgerError) as exc:
         click.echo(f"prober run: {exc}", err=True)
-        sys.exit(1)
+        sys.exit(EXIT_STATE_FILES)
     except ConfigError as exc:  # e.g. the canary key cannot be read or made
         click.echo(f"config error: {exc}", err=True)
         sys.exit(3)
     sys.exit(code)
 
 
-def _deliver(cfg: Config, measurements: list) -> str:
+def _ledger(cfg: Config) -> Ledger | None:
+    """The agent's ledger, for its canary counter: `seq` means the same in check and run."""
+    from prober.agent.ledger import Ledger, LedgerError
+
     try:
-        from prober.commands.deliver import deliver
-    except ImportError:
-        return "not written (no spool in this build)"
+        return Ledger(cfg.spool.path)
+    except LedgerError as exc:
+        logging.getLogger("prober").warning("canaries numbered 0: %s", exc)
+        return None
+
+
+def _deliver(cfg: Config, measurements: list[Measurement]) -> str:
+    from prober.commands.deliver import deliver
+
     try:
-        return deliver(cfg, measurements, write=True)
+        return deliver(cfg, measurements)
     except Exception as exc:  # the check's verdict stands even if the spool is unhappy
         return f"not written: {exc}"
 

@@ -1,9 +1,14 @@
 """`prober run`: the daemon on a probe host.
 
-Every tick (a minute by default) each route sends a canary and each mailbox gets a fresh
-SMTP and IMAP login; one long-lived watcher per recipient mailbox reports arrivals, which
-the ledger matches to canaries in flight, across restarts. Every point goes to the spool
-first; the writer drains the spool into InfluxDB when one is configured.
+Every tick (a minute by default) the agent runs `plan(config)`: each mailbox gets a fresh
+SMTP and IMAP login, each route sends a canary, each webmail target is loaded at its own
+cadence. One long-lived watcher per recipient mailbox reports arrivals, which the ledger
+matches to canaries in flight, across restarts. Every point goes to the spool first; the
+writer drains the spool into InfluxDB when one is configured.
+
+Every task the agent spawns runs inside `_guarded`: a failure is logged with what it was
+doing and counted (`task_errors` on the heartbeat); it never ends silently and never
+takes the agent down.
 """
 
 from __future__ import annotations
@@ -12,23 +17,41 @@ import asyncio
 import contextlib
 import logging
 import signal
-import time
 from collections.abc import Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prober import __version__
-from prober.agent.influx import InfluxWriter
-from prober.agent.ledger import Entry, Ledger
+from prober.agent.clock import SYSTEM, Clock, time_ns
+from prober.agent.ledger import Entry, Ledger, LedgerError
 from prober.agent.scheduler import Tick, TickClock, route_offset, stable_fraction, vantage_offset
 from prober.agent.sdnotify import Notifier
-from prober.agent.spool import Spool, SpoolError
-from prober.config import Config, ConfigError, Route, load
+from prober.agent.spool import Spool, SpoolError, SpoolFull
+from prober.config import Config, ConfigError, load
 from prober.measurement import Measurement
-from prober.probes.access import imap_access, smtp_access
-from prober.probes.canary import new_canary_id
+from prober.probes.canary import CanaryId
 from prober.probes.canary_key import load_canary_key
 from prober.probes.imap import Arrival, MailboxWatcher
-from prober.probes.roundtrip import fields_at_arrival, roundtrip_point, send_canary
+from prober.probes.plan import AccessCheck, Plan, WebmailLoad, context, plan
+from prober.probes.roundtrip import CanaryTarget, fields_at_arrival, roundtrip_point, send_canary
+from prober.schema import (
+    ARRIVED,
+    FIELD_CANARY,
+    FIELD_ERROR,
+    FIELD_OUTCOME,
+    FIELD_PEER_IP,
+    FIELD_SEQ,
+    HEARTBEAT,
+    TAG_OUTCOME,
+    TAG_PROTOCOL,
+    TAG_VANTAGE,
+    AccessOutcome,
+    Direction,
+    RoundtripOutcome,
+    WebmailOutcome,
+)
+
+if TYPE_CHECKING:
+    from prober.agent.influx import InfluxWriter
 
 log = logging.getLogger("prober.agent")
 SPOOL_WARN_DEPTH = 10_000
@@ -37,18 +60,22 @@ KEEP_RESOLVED_S = 7 * 86400.0  # a canary's ledger entry outlives its verdict th
 
 class Agent:
     def __init__(self, config_path: str, config: Config, max_ticks: int | None = None,
-                 notifier: Notifier | None = None) -> None:
+                 notifier: Notifier | None = None, clock: Clock | None = None) -> None:
         self.config_path = config_path
         self.config = config
         self.max_ticks = max_ticks
         self.notifier = notifier or Notifier()
-        self.started = time.monotonic()
+        self.clock = clock or SYSTEM
+        self.started = self.clock.monotonic()
         self.stop = asyncio.Event()
         self.spool = Spool(config.spool.path, config.spool)
-        self.ledger = Ledger(config.spool.path)
+        self.ledger = Ledger(config.spool.path, self.spool)
         self.canary_key = load_canary_key(config)
         self._forged_before = 0  # counted by watchers since retired (a reload)
-        self.writer = InfluxWriter(config.influx, self.spool) if config.influx else None
+        self.writer: InfluxWriter | None = None
+        self._writer_stop = asyncio.Event()
+        self._writer_task: asyncio.Task[None] | None = None
+        self.plan: Plan = plan(config)
         self.watchers: dict[str, MailboxWatcher] = {}
         self._watch_stop = asyncio.Event()
         self._watch_tasks: list[asyncio.Task[None]] = []
@@ -60,8 +87,9 @@ class Agent:
         self._reload = False
         self._webmail_due: dict[str, float] = {}
         self._spool_warned = False
-        self.clock: TickClock | None = None
+        self.ticker: TickClock | None = None
         self.ticks = 0
+        self.task_errors = 0
 
     # -- life cycle ---------------------------------------------------------------------
     async def run(self) -> int:
@@ -69,25 +97,26 @@ class Agent:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig.name)
         loop.add_signal_handler(signal.SIGHUP, self._request_reload)
-        writer_stop = asyncio.Event()
-        writer_task = (asyncio.create_task(self.writer.run(writer_stop))
-                       if self.writer else None)
+        self._start_writer()
+        watchdog = (asyncio.create_task(self._watchdog())
+                    if self.notifier.watchdog_interval_s else None)
         try:
             self._recover_unsent()
             self._start_watchers()
             cfg = self.config
-            self.clock = TickClock(cfg.agent.tick_s,
-                                   vantage_offset(cfg.vantage.name, cfg.agent.tick_s))
+            self.ticker = TickClock(cfg.agent.tick_s,
+                                    vantage_offset(cfg.vantage.name, cfg.agent.tick_s),
+                                    clock=self.clock)
             log.info("started vantage=%s routes=%d mailboxes=%d tick_s=%g spool=%s influx=%s",
                      cfg.vantage.name, len(cfg.routes), len(cfg.mailboxes), cfg.agent.tick_s,
                      cfg.spool.path, cfg.influx.url if cfg.influx else "none")
             self.notifier.ready(self._status())
             while not self.stop.is_set():
-                tick = await self.clock.next(self.stop)
+                tick = await self.ticker.next(self.stop)
                 if tick is None:
                     break
                 if self._reload:
-                    self._apply_reload()
+                    await self._apply_reload()
                 self._on_tick(tick)
                 self.ticks += 1
                 if self.max_ticks is not None and self.ticks >= self.max_ticks:
@@ -95,16 +124,10 @@ class Agent:
                     break
         finally:
             self.notifier.stopping("stopping: finishing submissions in progress")
+            if watchdog is not None:
+                watchdog.cancel()
             await self._shutdown()
-            writer_stop.set()
-            if writer_task is not None and self.writer is not None:
-                await writer_task
-                # the last points (fates settled during the stop) get one bounded try;
-                # whatever InfluxDB does not take stays in the spool for the next start
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(asyncio.to_thread(self.writer.drain_once, 10),
-                                           self.config.influx.timeout_s + 5)
-                self.writer.close()
+            await self._stop_writer(final_drain=True)
             self.ledger.close()
             self.spool.close()
             log.info("stopped after %d ticks", self.ticks)
@@ -122,9 +145,9 @@ class Agent:
 
     async def _finish_ticks(self) -> None:
         """After the last of `max_ticks`: let the last canaries arrive (bounded)."""
-        deadline = time.monotonic() + max(self.config.agent.stop_grace_s,
-                                          self.config.agent.tick_s)
-        while time.monotonic() < deadline and not self.stop.is_set():
+        deadline = self.clock.monotonic() + max(self.config.agent.stop_grace_s,
+                                                self.config.agent.tick_s)
+        while self.clock.monotonic() < deadline and not self.stop.is_set():
             if not self._tasks and self.ledger.pending_count() == 0:
                 return
             with contextlib.suppress(asyncio.TimeoutError):
@@ -143,8 +166,49 @@ class Agent:
             await asyncio.wait(self._tasks, timeout=5)
         await self._stop_watchers()
 
+    async def _watchdog(self) -> None:
+        """WATCHDOG=1 on its own timer (systemd's WatchdogSec need not follow tick_s), but
+        only while the tick loop is alive: it looks at the clock at least every second
+        (MAX_WAIT_S), so a loop that has not looked for a while is stuck."""
+        interval = self.notifier.watchdog_interval_s
+        assert interval is not None
+        while True:
+            ticker = self.ticker
+            stuck_for = (self.clock.monotonic() - ticker.looked_mono) if ticker else 0.0
+            if stuck_for < max(interval, 10.0):
+                self.notifier.watchdog()
+            await asyncio.sleep(interval)
+
+    # -- the InfluxDB writer ------------------------------------------------------------------
+    def _start_writer(self) -> None:
+        if self.config.influx is None:
+            self.writer = None
+            return
+        from prober.agent.influx import InfluxWriter  # httpx: only with [influx]
+
+        self.writer = InfluxWriter(self.config.influx, self.spool)
+        self._writer_stop = asyncio.Event()
+        self._writer_task = self._spawn(self.writer.run(self._writer_stop),
+                                        "the InfluxDB writer", track=False)
+
+    async def _stop_writer(self, final_drain: bool = False) -> None:
+        writer, task = self.writer, self._writer_task
+        self._writer_stop.set()
+        if writer is None or task is None:
+            return
+        await task
+        if final_drain and self.config.influx is not None:
+            # the last points (fates settled during the stop) get one bounded try;
+            # whatever InfluxDB does not take stays in the spool for the next start
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.to_thread(writer.drain_once, 10),
+                                       self.config.influx.timeout_s + 5)
+        writer.close()
+        self.writer = None
+        self._writer_task = None
+
     # -- configuration reload ---------------------------------------------------------------
-    def _apply_reload(self) -> None:
+    async def _apply_reload(self) -> None:
         self._reload = False
         try:
             new = load(self.config_path)
@@ -153,8 +217,10 @@ class Agent:
             # RELOADING=1 was sent: systemd waits for READY=1 to end the reload
             self.notifier.ready(f"reload refused: {exc}")
             return
-        if new.spool.path != self.config.spool.path:
-            log.warning("reload: spool.path changed; takes effect at the next start")
+        if new.spool != self.config.spool:
+            log.warning("reload: [spool] changed; takes effect at the next start (the "
+                        "spool and the canary ledger stay open on %s)", self.config.spool.path)
+            new = _keep_spool(new, self.config)
         try:
             key = load_canary_key(new)
         except ConfigError as exc:
@@ -162,6 +228,7 @@ class Agent:
             self.notifier.ready(f"reload refused: {exc}")
             return
         self.canary_key = key
+        influx_changed = new.influx != self.config.influx
         # New watchers for the new mailboxes; the cursors in the ledger carry over.
         self._forged_before += sum(w.forged for w in self.watchers.values())
         self._retired_watchers += self._watch_tasks
@@ -169,8 +236,16 @@ class Agent:
         self._watch_stop = asyncio.Event()
         if new.agent.concurrency != self.config.agent.concurrency:
             self._sem = asyncio.Semaphore(new.agent.concurrency)
+        if new.agent.tick_s != self.config.agent.tick_s:
+            log.warning("reload: [agent] tick_s changed; takes effect at the next start")
         self.config = new
+        self.plan = plan(new)
         self._start_watchers()
+        if influx_changed:
+            # the writer in flight finishes its batch; the new one starts from the spool
+            await self._stop_writer()
+            self._start_writer()
+            log.info("reload: [influx] now %s", new.influx.target if new.influx else "none")
         log.info("reloaded %s: routes=%d mailboxes=%d", self.config_path, len(new.routes),
                  len(new.mailboxes))
         self.notifier.ready(self._status())
@@ -182,9 +257,10 @@ class Agent:
             name: MailboxWatcher(cfg.mailboxes[name], cfg.timeouts, cfg.canary,
                                  cfg.vantage.name, self._on_arrival, self.ledger,
                                  key=self.canary_key)
-            for name in sorted({r.recipient for r in cfg.routes})}
-        self._watch_tasks = [asyncio.create_task(w.run(self._watch_stop))
-                             for w in self.watchers.values()]
+            for name in self.plan.recipients}
+        self._watch_tasks = [self._spawn(w.run(self._watch_stop), f"watcher mailbox={name}",
+                                         track=False)
+                             for name, w in self.watchers.items()]
 
     async def _stop_watchers(self) -> None:
         self._watch_stop.set()
@@ -197,73 +273,97 @@ class Agent:
         cfg = self.config
         spread = cfg.agent.tick_s * 0.4
         if tick.number % cfg.agent.access_every_ticks == 0:
-            for mb in cfg.mailboxes.values():
-                at = tick.scheduled + stable_fraction("mailbox:" + mb.name) * spread
-                for probe in (smtp_access, imap_access):
-                    self._spawn(self._access(probe, mb.name, at))
-        for route in cfg.routes:
-            at = tick.scheduled + route_offset(route.name, cfg.agent.tick_s)
-            self._spawn(self._canary(route, at))
+            for check in self.plan.access:
+                at = tick.scheduled + stable_fraction("mailbox:" + check.mailbox.name) * spread
+                self._spawn(self._access(check, tick.mono_at(at)),
+                            f"{check.protocol} access mailbox={check.mailbox.name}")
+        for target in self.plan.canaries:
+            at = tick.scheduled + route_offset(target.route.name, cfg.agent.tick_s)
+            self._spawn(self._canary(target, tick.mono_at(at)),
+                        f"canary route={target.route.name}")
         self._webmail(tick)
-        self._expire()
-        self._heartbeat(tick)
-        self.notifier.watchdog()
+        self._guard(self._expire, "canary expiry")
+        self._guard(self._respool, "spooling refused canary points again")
+        self._guard(lambda: self._heartbeat(tick), "heartbeat")
         self.notifier.status(self._status())
 
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _spawn(self, coro: Coroutine[Any, Any, Any], what: str,
+               track: bool = True) -> asyncio.Task[Any]:
+        task = asyncio.create_task(self._guarded(coro, what))
+        if track:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _at(self, when: float) -> bool:
-        """Sleep until wall-clock `when`; False when a stop came first."""
-        delay = when - time.time()
+    async def _guarded(self, coro: Coroutine[Any, Any, Any], what: str) -> Any:
+        try:
+            return await coro
+        except asyncio.CancelledError:
+            raise
+        except (SpoolError, LedgerError) as exc:
+            self.task_errors += 1
+            log.error("%s failed: %s", what, exc)
+        except Exception:
+            self.task_errors += 1
+            log.exception("%s failed", what)
+        return None
+
+    def _guard(self, fn: Any, what: str) -> None:
+        """The synchronous parts of a tick: one failing does not skip the others."""
+        try:
+            fn()
+        except (SpoolError, LedgerError) as exc:
+            self.task_errors += 1
+            log.error("%s failed: %s", what, exc)
+        except Exception:
+            self.task_errors += 1
+            log.exception("%s failed", what)
+
+    async def _at(self, when_mono: float) -> bool:
+        """Sleep until monotonic `when_mono`; False when a stop came first."""
+        delay = when_mono - self.clock.monotonic()
         if delay > 0:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), delay)
         return not self.stop.is_set()
 
-    async def _access(self, probe: Any, mailbox: str, when: float) -> None:
-        if not await self._at(when):
-            return
-        mb = self.config.mailboxes.get(mailbox)
-        if mb is None:
+    async def _access(self, check: AccessCheck, when_mono: float) -> None:
+        if not await self._at(when_mono):
             return
         async with self._slot():
-            points: list[Measurement] = await probe(self.config.vantage.name, mb,
-                                                    self.config.timeouts)
+            points = await check.probe(context(self.config), check.mailbox)
         for point in points:
-            if point.tags["outcome"] != "ok":
+            if point.tags[TAG_OUTCOME] != AccessOutcome.OK:
                 log.warning("probe failed kind=access protocol=%s mailbox=%s address=%s "
-                            "error=%r", point.tags["protocol"], mb.address,
-                            point.fields.get("peer_ip", "-"), point.fields.get("error"))
+                            "error=%r", point.tags[TAG_PROTOCOL], check.mailbox.address,
+                            point.fields.get(FIELD_PEER_IP, "-"), point.fields.get(FIELD_ERROR))
         self._append(points)
 
-    async def _canary(self, route: Route, when: float) -> None:
-        if not await self._at(when):
+    async def _canary(self, target: CanaryTarget, when_mono: float) -> None:
+        if not await self._at(when_mono):
             return
         cfg = self.config
-        sender, recipient = cfg.mailboxes[route.sender], cfg.mailboxes[route.recipient]
         task = asyncio.current_task()
         assert task is not None
+        vantage = cfg.vantage.name
+
+        def enter(cid: CanaryId) -> None:
+            self.ledger.enter(cid.id, target.route.name, target.route.recipient, cid.seq,
+                              target.tags(vantage))
+
         async with self._slot():
             self._sending.add(task)
             try:
-                cid = new_canary_id(cfg.vantage.name, route.name, self.ledger.next_seq(),
-                                    key=self.canary_key, recipient=recipient.address)
-                self.ledger.enter(cid.id, route.name, route.recipient)
-                headers = dict(cfg.canary.headers + route.headers)
-                sent = await send_canary(route, sender, recipient, cid, cfg.timeouts, headers)
+                sent = await send_canary(context(cfg), target, self.ledger.reserve_seq(),
+                                         enter, key=self.canary_key)
             finally:
                 self._sending.discard(task)
-        point = roundtrip_point(cfg.vantage.name, sent, sent.initial_outcome)
-        self.ledger.record(point)
-        self._append([point])
+        point = roundtrip_point(vantage, sent, sent.initial_outcome)
+        self._record(point)
         if not sent.submission.ok:
-            log.warning("probe failed kind=canary route=%s outcome=%s error=%r", route.name,
-                        sent.initial_outcome, str(sent.submission.error))
-        early = self._early.pop(cid.id, None)
+            log.warning("probe failed kind=canary route=%s outcome=%s error=%r",
+                        target.route.name, sent.initial_outcome, str(sent.submission.error))
+        early = self._early.pop(sent.canary.id, None)
         if early is not None:
             self._on_arrival(early)
 
@@ -279,90 +379,103 @@ class Agent:
             return False
         if not arrival.authenticated and entry.created_ns >= self.canary_key.since_ns:
             return False  # unsigned, but this canary was signed: not its arrival
-        if not entry.tags:
+        if not entry.fields:
             # arrived before its send returned (a fast poll): settle once the send is recorded
             self._early[entry.id] = arrival
             return True
-        if entry.outcome in ("delivered", "late"):
+        if entry.outcome in ARRIVED:
             return True  # seen before (a copy, or a rescan): counted once
         route = next((r for r in self.config.routes if r.name == entry.route), None)
-        direction = route.direction if route else entry.tags.get("direction", "internal")
+        direction = route.direction if route else entry.tags.get("direction",
+                                                                  Direction.INTERNAL)
         domains = route.provider_domains if route else ()
         accepted = entry.time_ns or entry.created_ns
         fields = fields_at_arrival(arrival, accepted, direction, domains)
         delay = (arrival.detected_ns - accepted) / 1e9
-        outcome = "late" if delay > self.config.canary.late_after_s else "delivered"
-        point = entry.point(outcome=outcome, **fields)
-        self.ledger.record(point)
-        self._append([point])
-        if entry.outcome == "lost":
+        outcome = (RoundtripOutcome.LATE if delay > self.config.canary.late_after_s
+                   else RoundtripOutcome.DELIVERED)
+        self._record(entry.point(outcome=outcome, **fields))
+        if entry.outcome == RoundtripOutcome.LOST:
             log.warning("canary route=%s id=%s arrived after its lost verdict: corrected to "
                         "late (%.0f s)", entry.route, entry.id, delay)
-        elif outcome == "late":
+        elif outcome == RoundtripOutcome.LATE:
             log.warning("canary route=%s id=%s late: %.0f s", entry.route, entry.id, delay)
         return True
 
+    def _record(self, point: Measurement) -> None:
+        """A canary's point: the ledger change and the spooled point in one transaction."""
+        try:
+            self.ledger.record(point)
+        except SpoolFull:
+            return  # counted and logged by the spool; kept in the ledger, spooled again later
+        if self.writer is not None:
+            self.writer.notify()
+
+    def _respool(self) -> None:
+        """Points the spool refused (full disk): try again now that time has passed."""
+        for entry in self.ledger.unspooled():
+            try:
+                self.ledger.record(entry.point())
+            except SpoolFull:
+                return
+
     def _expire(self) -> None:
-        now = time.time_ns()
+        now = time_ns(self.clock)
         cutoff = now - int(self.config.canary.lost_after_s * 1e9)
         for entry in self.ledger.open_older_than(cutoff):
-            if not entry.tags:
-                continue  # _recover_unsent gives it a point first
-            point = entry.point(outcome="lost")
-            self.ledger.record(point)
-            self._append([point])
+            if not entry.fields:
+                continue  # its send is still under way, or _recover_unsent gives it a point
+            self._record(entry.point(outcome=RoundtripOutcome.LOST))
             log.warning("canary route=%s id=%s lost: not seen in %.0f s", entry.route,
                         entry.id, self.config.canary.lost_after_s)
         self.ledger.forget_resolved_before(now - int(KEEP_RESOLVED_S * 1e9))
 
     def _recover_unsent(self) -> None:
         """Canaries entered but never recorded: the agent died during their SMTP session."""
-        for entry in self.ledger.open_older_than(time.time_ns()):
-            if entry.tags:
-                continue
-            route = next((r for r in self.config.routes if r.name == entry.route), None)
-            if route is None:
-                # its route is gone from the config: no tags to write a point with, and no
-                # point was ever written; close the entry so it is not in flight forever
-                self.ledger.abandon(entry.id)
-                log.warning("canary route=%s id=%s: agent stopped during its SMTP session "
-                            "and the route is no longer configured; forgotten", entry.route,
-                            entry.id)
-                continue
-            cfg = self.config
-            entry = Entry(entry.id, entry.route, entry.recipient, entry.created_ns,
-                          entry.created_ns, "send_uncertain", {
-                              "vantage": cfg.vantage.name, "route": route.name,
-                              "sender": cfg.mailboxes[route.sender].address,
-                              "recipient": cfg.mailboxes[route.recipient].address,
-                              "direction": route.direction},
-                          {"canary": entry.id, "outcome": "send_uncertain",
-                           "error": "agent stopped during the SMTP session"})
-            point = entry.point()
-            self.ledger.record(point)
-            self._append([point])
+        cfg = self.config
+        for entry in self.ledger.unsent():
+            tags = entry.tags
+            if not tags:  # entered by an older version, which kept no tags at enter
+                route = next((r for r in cfg.routes if r.name == entry.route), None)
+                if route is None:
+                    # no tags to write a point with, and none was ever written; close the
+                    # entry so it is not in flight forever
+                    self.ledger.forget(entry.id)
+                    log.warning("canary route=%s id=%s: agent stopped during its SMTP "
+                                "session and the route is no longer configured; forgotten",
+                                entry.route, entry.id)
+                    continue
+                tags = CanaryTarget.of(cfg, route).tags(cfg.vantage.name)
+            fields: dict[str, object] = {
+                FIELD_CANARY: entry.id, FIELD_OUTCOME: RoundtripOutcome.SEND_UNCERTAIN,
+                FIELD_ERROR: "agent stopped during the SMTP session"}
+            if entry.seq is not None:
+                fields[FIELD_SEQ] = entry.seq
+            recovered = Entry(entry.id, entry.route, entry.recipient, entry.created_ns,
+                              entry.created_ns, RoundtripOutcome.SEND_UNCERTAIN, tags, fields,
+                              entry.seq)
+            self._record(recovered.point())
 
     # -- webmail -------------------------------------------------------------------------------
     def _webmail(self, tick: Tick) -> None:
-        for target in self.config.webmail:
-            due = self._webmail_due.get(target.name, 0.0)
-            if tick.started < due:
+        for page in self.plan.webmail:
+            name = f"{page.target.name}/{page.profile.name}"
+            due = self._webmail_due.get(name, 0.0)
+            if tick.started_mono < due:
                 continue
-            self._webmail_due[target.name] = tick.scheduled + target.interval_s
-            for profile in target.profiles:
-                self._spawn(self._webmail_load(target, profile))
+            self._webmail_due[name] = tick.started_mono + page.target.interval_s
+            self._spawn(self._webmail_load(page), f"webmail load {name}")
 
-    async def _webmail_load(self, target: Any, profile: Any) -> None:
-        from prober.probes.webmail import probe_webmail
+    async def _webmail_load(self, load: WebmailLoad) -> None:
+        from prober.probes import webmail  # httpx/h2 only when a target is configured
 
         async with self._slot():
-            points = await probe_webmail(target, profile, self.config.vantage.name,
-                                         self.config.contract)
+            points = await webmail.probe(context(self.config), load)
         for p in points:
-            if p.tags.get("outcome") != "ok":
+            if p.tags.get(TAG_OUTCOME) != WebmailOutcome.OK:
                 log.warning("probe failed kind=webmail target=%s profile=%s outcome=%s "
-                            "error=%r", target.name, profile.name, p.tags.get("outcome"),
-                            p.fields.get("error"))
+                            "error=%r", load.target.name, load.profile.name,
+                            p.tags.get(TAG_OUTCOME), p.fields.get(FIELD_ERROR))
         self._append(points)
 
     # -- heartbeat and delivery ------------------------------------------------------------------
@@ -370,19 +483,30 @@ class Agent:
         depth = self.spool.depth()
         oldest = self.spool.oldest_age_s()
         up = sum(1 for w in self.watchers.values() if w.up)
-        self._append([Measurement("prober_heartbeat", {"vantage": self.config.vantage.name}, {
+        fields: dict[str, object] = {
             "version": __version__,
-            "uptime_s": time.monotonic() - self.started,
-            "missed_ticks": self.clock.missed if self.clock else 0,
+            "uptime_s": self.clock.monotonic() - self.started,
+            "missed_ticks": self.ticker.missed if self.ticker else 0,
+            "clock_steps": self.ticker.steps if self.ticker else 0,
             "spool_depth": depth,
             "spool_oldest_s": oldest,
             "spool_refused": self.spool.refused_count,
+            "spool_invalid": self.spool.invalid_count,
             "pending_canaries": self.ledger.pending_count(),
             "watchers_up": up,
             "watchers": len(self.watchers),
             "forged_canaries": self._forged_before + sum(w.forged
                                                          for w in self.watchers.values()),
-        }, int(tick.scheduled * 1e9))])
+            "canaries_swept": sum(w.swept for w in self.watchers.values()),
+            "task_errors": self.task_errors,
+            "watchdog_s": self.notifier.watchdog_interval_s,
+        }
+        if self.writer is not None:
+            st = self.writer.status
+            fields.update(influx_state=st.state, influx_delivered=st.delivered_total,
+                          influx_dead=st.dead_total, influx_failed=st.attempts_failed)
+        self._append([Measurement(HEARTBEAT, {TAG_VANTAGE: self.config.vantage.name},
+                                  fields, int(tick.scheduled * 1e9))])  # type: ignore[arg-type]
         if self.config.influx is not None:
             if depth > SPOOL_WARN_DEPTH and not self._spool_warned:
                 log.warning("spool holds %d points (oldest %.0f s): InfluxDB is not keeping "
@@ -395,9 +519,8 @@ class Agent:
     def _append(self, points: list[Measurement]) -> None:
         try:
             self.spool.append(points)
-        except SpoolError as exc:  # refused (disk floor, size cap) or broken: loud, not fatal
-            log.error("spool refused %d points: %s", len(points), exc)
-            return
+        except SpoolFull:
+            return  # counted (spool_refused) and logged by the spool; the agent goes on
         if self.writer is not None:
             self.writer.notify()
 
@@ -406,3 +529,9 @@ class Agent:
         return (f"{self.ticks} ticks, {len(self.config.routes)} routes, watchers {up}/"
                 f"{len(self.watchers)} up, {self.ledger.pending_count()} canaries in flight, "
                 f"spool {self.spool.depth()}")
+
+
+def _keep_spool(new: Config, old: Config) -> Config:
+    import dataclasses
+
+    return dataclasses.replace(new, spool=old.spool)

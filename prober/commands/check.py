@@ -10,22 +10,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from prober.config import Config
 from prober.measurement import Measurement
-from prober.probes.access import imap_access, smtp_access
-from prober.probes.canary import CHECK, new_canary_id
+from prober.probes.base import ProbeContext
+from prober.probes.canary import CHECK, CanaryId
 from prober.probes.canary_key import load_canary_key
 from prober.probes.imap import Arrival, MailboxWatcher
-from prober.probes.roundtrip import Sent, fate, roundtrip_point, send_canary
+from prober.probes.plan import WebmailLoad, context, plan
+from prober.probes.roundtrip import CanaryTarget, Sent, fate, roundtrip_point, send_canary
 from prober.schema import (
     FIELD_ADDRESSES,
     FIELD_CERT_EXPIRY_DAYS,
     FIELD_CERT_SUBJECT,
+    FIELD_DELIVERY_S,
+    FIELD_ERROR,
+    FIELD_OUTCOME,
     FIELD_PEER_IP,
+    TAG_MAILBOX,
+    TAG_OUTCOME,
+    TAG_PROTOCOL,
+    AccessOutcome,
+    RoundtripOutcome,
 )
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
@@ -85,10 +95,15 @@ def _perf(label: str, value: float | None, warn: str = "", crit: str = "") -> st
     return f"{label}={shown};{warn};{crit}".rstrip(";")
 
 
-async def run_check(config: Config, routes: list[str] | None = None) -> CheckResult:
-    vantage = config.vantage.name
-    selected = [r for r in config.routes if not routes or r.name in routes]
-    timeouts = config.timeouts
+async def run_check(config: Config, routes: list[str] | None = None,
+                    seqs: Callable[[], int] | None = None) -> CheckResult:
+    """One pass over `plan(config)`: the same access checks, canaries and page loads as a
+    tick of `prober run`. `seqs` numbers the canaries from the agent's counter (the
+    ledger's, shared with `prober run` on the same spool); without it they are numbered 0:
+    nothing of this run is written."""
+    todo = plan(config, routes)
+    ctx = context(config)
+    vantage = ctx.vantage
     # A one-shot check cannot wait a minute for the junk folder's next look, nor Dovecot's
     # 0.5 s before it pushes a new message to IDLE: it polls while its canaries are awaited.
     settings = dataclasses.replace(config.canary,
@@ -98,43 +113,43 @@ async def run_check(config: Config, routes: list[str] | None = None) -> CheckRes
     stop = asyncio.Event()
     # Canaries of earlier checks past their wait are this check's leftovers: swept at
     # connect (signed, of this vantage, sent by `prober check`; the daemon's are not touched)
-    watchers = {name: MailboxWatcher(config.mailboxes[name], timeouts, settings, vantage,
+    watchers = {name: MailboxWatcher(config.mailboxes[name], ctx.timeouts, settings, vantage,
                                      key=key, check_leftovers_after_s=config.check.wait_s)
-                for name in sorted({r.recipient for r in selected})}
+                for name in todo.recipients}
     tasks = [asyncio.create_task(w.run(stop)) for w in watchers.values()]
+    expected: dict[str, asyncio.Future[Arrival]] = {}
     try:
-        access = asyncio.gather(*(probe(vantage, mb, timeouts)
-                                  for mb in config.mailboxes.values()
-                                  for probe in (smtp_access, imap_access)))
-        webmail = asyncio.ensure_future(_webmail_rows(config))
-        await asyncio.gather(*(w.wait_ready(timeouts.connect_s + 2 * timeouts.command_s)
+        access = asyncio.gather(*(check.probe(ctx, check.mailbox) for check in todo.access))
+        webmail = asyncio.ensure_future(_webmail_rows(ctx, todo.webmail))
+        await asyncio.gather(*(w.wait_ready(ctx.timeouts.connect_s + 2 * ctx.timeouts.command_s)
                                for w in watchers.values()))
-        seq = int(time.time())
-        canaries = {r.name: new_canary_id(vantage, r.name, seq, key=key, driver=CHECK,
-                                          recipient=config.mailboxes[r.recipient].address)
-                    for r in selected}
-        expected = {canaries[r.name].id: watchers[r.recipient].expect(
-            canaries[r.name].id, fast_for_s=config.check.wait_s) for r in selected}
+
+        def expect(target: CanaryTarget) -> Callable[[CanaryId], None]:
+            def register(cid: CanaryId) -> None:
+                expected[cid.id] = watchers[target.route.recipient].expect(
+                    cid.id, fast_for_s=config.check.wait_s)
+            return register
+
         sends = await asyncio.gather(*(
-            send_canary(r, config.mailboxes[r.sender], config.mailboxes[r.recipient],
-                        canaries[r.name], timeouts) for r in selected))
+            send_canary(ctx, target, seqs() if seqs else 0, expect(target), key=key,
+                        driver=CHECK)
+            for target in todo.canaries))
         arrivals = await _await_arrivals(sends, watchers, expected, config.check.wait_s)
-        access_lists = await access
+        access_points = [p for points in await access for p in points]
         webmail_rows = await webmail
     finally:
         stop.set()
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True),
-                                   timeouts.command_s + 5)
+                                   ctx.timeouts.command_s + 5)
     rows: list[Row] = []
     perf: list[str] = []
-    access_points = [point for points in access_lists for point in points]
     measurements: list[Measurement] = list(access_points)
     for point in access_points:
         row = _access_row(point, config.check.cert_warning_days)
         rows.append(row)
-        perf.append(_perf(f"{point.tags['protocol']}_{row.target.replace(' ', '')}",
-                          point.fields.get("total_s")))
+        perf.append(_perf(f"{point.tags[TAG_PROTOCOL]}_{row.target.replace(' ', '')}",
+                          _seconds(point.fields.get("total_s"))))
     for sent in sends:
         arrival = arrivals.get(sent.canary.id)
         outcome = fate(sent, arrival, config.canary.late_after_s)
@@ -142,7 +157,7 @@ async def run_check(config: Config, routes: list[str] | None = None) -> CheckRes
         measurements.append(point)
         row = _canary_row(config, sent, point, watchers[sent.route.recipient])
         rows.append(row)
-        perf.append(_perf(f"delivery_{sent.route.name}", row.values.get("delivery_s"),
+        perf.append(_perf(f"delivery_{sent.route.name}", row.values.get(FIELD_DELIVERY_S),
                           _num(config.check.warning_s), _num(config.check.critical_s)))
     for wrow in webmail_rows:
         rows.append(Row(wrow.check, wrow.target, wrow.state,
@@ -153,12 +168,24 @@ async def run_check(config: Config, routes: list[str] | None = None) -> CheckRes
     return CheckResult(rows, measurements, perf)
 
 
-async def _webmail_rows(config: Config) -> list:
-    if not config.webmail:
+async def _webmail_rows(ctx: ProbeContext, loads: tuple[WebmailLoad, ...],
+                        concurrency: int = 4) -> list[Any]:
+    """One cold load per target and profile, `concurrency` at a time (each on its own
+    emulated line), rows in plan order."""
+    if not loads:
         return []
-    from prober.commands.webmail_check import check_webmail  # httpx/h2 only when needed
+    # httpx/h2 only when a webmail target is configured
+    from prober.commands.webmail_check import row_for
+    from prober.probes import webmail
 
-    return await check_webmail(config.webmail, config.vantage.name, config.contract)
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(load: WebmailLoad) -> Any:
+        async with gate:
+            (m,) = await webmail.probe(ctx, load)
+        return row_for(load.target, load.profile, m, ctx.contract)
+
+    return list(await asyncio.gather(*(one(load) for load in loads)))
 
 
 def _num(x: float) -> str:
@@ -184,16 +211,21 @@ async def _await_arrivals(sends: list[Sent], watchers: dict[str, MailboxWatcher]
     return arrivals
 
 
+def _seconds(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
 def _access_row(point: Measurement, cert_warning_days: float) -> Row:
     f = point.fields
-    ok = point.tags["outcome"] == "ok"
-    target = point.tags["mailbox"]
+    ok = point.tags[TAG_OUTCOME] == AccessOutcome.OK
+    target = point.tags[TAG_MAILBOX]
     addresses = f.get(FIELD_ADDRESSES)
     if isinstance(addresses, int) and addresses > 1:  # which of the host's addresses
         target += f" [{f.get(FIELD_PEER_IP)}]"
-    row = Row(point.tags["protocol"], target, OK if ok else CRITICAL,
-              {k: f.get(k) for k in ("connect_s", "tls_s", "auth_s", "select_s", "total_s")},
-              "ok" if ok else str(f.get("error")))
+    row = Row(point.tags[TAG_PROTOCOL], target, OK if ok else CRITICAL,
+              {k: _seconds(f.get(k)) for k in ("connect_s", "tls_s", "auth_s", "select_s",
+                                                "total_s")},
+              "ok" if ok else str(f.get(FIELD_ERROR)))
     return cert_verdict(row, point, cert_warning_days) if ok else row
 
 
@@ -217,20 +249,19 @@ def cert_verdict(row: Row, point: Measurement, warning_days: float) -> Row:
 def _canary_row(config: Config, sent: Sent, point: Measurement,
                 watcher: MailboxWatcher) -> Row:
     f = point.fields
-    outcome = str(f["outcome"])
-    delivery = f.get("delivery_s")
-    values = {"connect_s": f.get("smtp_connect_s"), "tls_s": f.get("smtp_tls_s"),
-              "auth_s": f.get("smtp_auth_s"), "data_s": f.get("smtp_data_s"),
-              "delivery_s": delivery}
+    outcome = str(f[FIELD_OUTCOME])
+    values = {"connect_s": _seconds(f.get("smtp_connect_s")),
+              "tls_s": _seconds(f.get("smtp_tls_s")), "auth_s": _seconds(f.get("smtp_auth_s")),
+              "data_s": _seconds(f.get("smtp_data_s")),
+              "delivery_s": _seconds(f.get(FIELD_DELIVERY_S))}
+    delivery = values["delivery_s"]
     target = f"{sent.route.name} ({sent.sender.address} -> {sent.recipient.address})"
-    values = {k: (float(v) if isinstance(v, (int, float)) else None) for k, v in values.items()}
-    if outcome in ("send_failed", "send_uncertain"):
-        return Row("canary", target, CRITICAL, values, f"{outcome}: {f.get('error')}")
+    if outcome in (RoundtripOutcome.SEND_FAILED, RoundtripOutcome.SEND_UNCERTAIN):
+        return Row("canary", target, CRITICAL, values, f"{outcome}: {f.get(FIELD_ERROR)}")
     if delivery is None:
         why = (f"IMAP watcher down: {watcher.last_error}" if not watcher.up and
                watcher.last_error else f"not seen within {config.check.wait_s:g} s")
         return Row("canary", target, CRITICAL, values, f"not delivered: {why}")
-    delivery = float(delivery)  # type: ignore[arg-type]
     detail = f"{outcome} in {delivery:.2f} s via {f.get('detect')}"
     if delivery > config.check.critical_s:
         return Row("canary", target, CRITICAL, values,

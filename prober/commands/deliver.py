@@ -1,4 +1,4 @@
-"""Deliver a one-shot run's measurements: spool first, then (optionally) InfluxDB.
+"""Deliver a one-shot run's measurements: spool first, then InfluxDB when configured.
 
 `prober check` calls `deliver()`; the daemon uses Spool and InfluxWriter directly.
 """
@@ -16,8 +16,8 @@ def _points(n: int) -> str:
     return f"{n} point" if n == 1 else f"{n} points"
 
 
-def deliver(config: Config, measurements: Iterable[Measurement], write: bool = True) -> str:
-    """Append to the spool; with [influx] configured and `write`, drain it once.
+def deliver(config: Config, measurements: Iterable[Measurement]) -> str:
+    """Append to the spool; with [influx] configured, drain it once.
 
     Returns a one-line human status. Raises SpoolError when the spool cannot be opened or
     written (a problem the caller must show as a failure, with the file named).
@@ -31,9 +31,6 @@ def deliver(config: Config, measurements: Iterable[Measurement], write: bool = T
         if config.influx is None:
             return (f"{_points(n)} kept in the local spool {spool.path} "
                     "(no [influx] configured)")
-        if not write:
-            return (f"{_points(n)} spooled in {spool.path}, not sent (--no-write); "
-                    f"{spool.depth()} waiting for InfluxDB")
         from prober.agent.influx import InfluxWriter  # httpx: only with [influx]
 
         writer = InfluxWriter(config.influx, spool)

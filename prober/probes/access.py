@@ -5,6 +5,8 @@ A customer's client connects to one of the addresses the name resolves to (A and
 pool of front ends), so every one of them is tried on its own, concurrently, and gets its
 own point (`family` tag, `peer_ip` field): a dead IPv6 front end or one dead member of a
 pool is a failure of that address, not hidden by a fallback to the next.
+
+Both are ProbeFns (`prober.probes.base`): `await smtp_access(ctx, mailbox)`.
 """
 
 from __future__ import annotations
@@ -16,12 +18,27 @@ from dataclasses import dataclass
 
 from prober.config.mail import Endpoint, Mailbox, Timeouts
 from prober.measurement import Measurement
+from prober.probes.base import ProbeContext
 from prober.probes.connect import MAX_ADDRESSES, Address, resolve
 from prober.probes.errors import ProbeError, classify
 from prober.probes.imap_session import ImapSession
 from prober.probes.smtp import submit
 from prober.probes.tls import Facts
-from prober.schema import FIELD_ADDRESSES, FIELD_PEER_IP, TAG_FAMILY
+from prober.schema import (
+    FIELD_ADDRESSES,
+    FIELD_ERROR,
+    FIELD_ERROR_CLASS,
+    FIELD_PEER_IP,
+    MAIL_ACCESS,
+    TAG_FAMILY,
+    TAG_MAILBOX,
+    TAG_OUTCOME,
+    TAG_PROTOCOL,
+    TAG_VANTAGE,
+    AccessOutcome,
+)
+
+SMTP, IMAP = "smtp", "imap"  # the `protocol` tag
 
 
 @dataclass(frozen=True)
@@ -40,21 +57,21 @@ def _point(vantage: str, mailbox: Mailbox, protocol: str, phases: dict[str, floa
            error: ProbeError | None, started_ns: int, facts: Facts,
            family: str | None) -> Measurement:
     tags = {
-        "vantage": vantage,
-        "mailbox": mailbox.address,
-        "protocol": protocol,
-        "outcome": "fail" if error else "ok",
+        TAG_VANTAGE: vantage,
+        TAG_MAILBOX: mailbox.address,
+        TAG_PROTOCOL: protocol,
+        TAG_OUTCOME: AccessOutcome.FAIL if error else AccessOutcome.OK,
     }
     if family is not None:
         tags[TAG_FAMILY] = family
-    return Measurement("mail_access", tags, {
+    return Measurement(MAIL_ACCESS, tags, {
         "connect_s": phases.get("connect_s"),
         "tls_s": phases.get("tls_s"),
         "auth_s": phases.get("auth_s"),
         "select_s": phases.get("select_s"),
         "total_s": phases.get("total_s"),
-        "error": str(error) if error else None,
-        "error_class": error.kind if error else None,
+        FIELD_ERROR: str(error) if error else None,
+        FIELD_ERROR_CLASS: error.kind if error else None,
         **facts,
     }, started_ns)
 
@@ -118,10 +135,11 @@ async def _imap_once(mailbox: Mailbox, timeouts: Timeouts, address: Address) -> 
     return Attempt(sess.phases, error, sess.facts)
 
 
-async def smtp_access(vantage: str, mailbox: Mailbox, timeouts: Timeouts) -> list[Measurement]:
-    return await _each_address(vantage, mailbox, "smtp", mailbox.smtp, timeouts, _smtp_once)
+async def smtp_access(ctx: ProbeContext, mailbox: Mailbox) -> list[Measurement]:
+    return await _each_address(ctx.vantage, mailbox, SMTP, mailbox.smtp, ctx.timeouts,
+                               _smtp_once)
 
 
-async def imap_access(vantage: str, mailbox: Mailbox, timeouts: Timeouts) -> list[Measurement]:
-    return await _each_address(vantage, mailbox, "imap", mailbox.imap.endpoint, timeouts,
+async def imap_access(ctx: ProbeContext, mailbox: Mailbox) -> list[Measurement]:
+    return await _each_address(ctx.vantage, mailbox, IMAP, mailbox.imap.endpoint, ctx.timeouts,
                                _imap_once)

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from prober.config import load
-from prober.probes.canary import new_canary_id
-from prober.probes.roundtrip import send_canary
+from prober.probes.plan import context
+from prober.probes.roundtrip import CanaryTarget, send_canary
 from tests.agent_helpers import own_state_dir
 from tests.canary_helpers import TEST_KEY
 from tests.faults import CuttingProxy
 from tests.fixtures_mail import run_prober, write_config
 from tests.localstack.influx import InfluxDB1
-from tests.localstack.mail import MailStack
+from tests.localstack.mail import HOLD_HEADER, MailStack
 from tests.localstack.ports import free_port
 
 pytestmark = pytest.mark.integration
@@ -127,11 +129,9 @@ def test_connection_dropped_mid_data_is_send_uncertain(mail_stack: MailStack, tm
         (tmp_path / "probes.toml").write_text(text)
         config = load(tmp_path / "probes.toml")
         route = config.routes[0]
-        cid = new_canary_id("local", route.name, 1, key=TEST_KEY,
-                            recipient=config.mailboxes["bob"].address)
-        sent = asyncio.run(send_canary(
-            route, config.mailboxes["alice"], config.mailboxes["bob"], cid, config.timeouts,
-            {"X-Padding": "x" * 6000}))
+        target = dataclasses.replace(CanaryTarget.of(config, route),
+                                     headers=(("X-Padding", "x" * 6000),))
+        sent = asyncio.run(send_canary(context(config), target, 1, key=TEST_KEY))
     assert proxy.cuts == 1
     assert not sent.submission.ok
     assert sent.submission.uncertain
@@ -170,3 +170,34 @@ def test_check_writes_to_influxdb_or_keeps_points_spooled(mail_stack: MailStack,
     assert "measurements: 7 points delivered to InfluxDB" in r.stdout
     assert "with 7 points spooled earlier" in r.stdout
     assert count("mail_access") == 12 and count("mail_roundtrip") == 2
+
+
+def test_check_sends_the_configured_headers_and_counts_seq_like_the_daemon(
+        mail_stack: MailStack, tmp_path: Path):
+    # the hold header comes from [canary] headers: if check dropped it, the canary would
+    # be delivered; held by Postfix it is not, and stays in the queue to be looked at
+    text = mail_stack.probes_toml(routes=[("alice-to-bob", "alice", "bob")],
+                                  extra=f'[canary]\nheaders = {{ "{HOLD_HEADER}" = "yes" }}\n'
+                                        '[check]\nwait_s = 2\n')
+    text = text.replace('direction = "internal"\n',
+                        'direction = "internal"\nheaders = { "X-Route-Tag" = "r1" }\n')
+    cfg = tmp_path / "probes.toml"
+    cfg.write_text(own_state_dir(text, mail_stack, tmp_path))
+    before = set(mail_stack.held())
+    try:
+        first = run_prober("check", "-c", str(cfg), "--json")
+        second = run_prober("check", "-c", str(cfg), "--json")
+        held = [q for q in mail_stack.held() if q not in before]
+        assert len(held) == 2, first.stdout + first.stderr
+        queued = [subprocess.run(["postcat", "-c", str(mail_stack.postfix_dir), "-h", "-q", q],
+                                 capture_output=True, text=True).stdout for q in held]
+    finally:
+        mail_stack.purge_held()
+    assert all("X-Route-Tag: r1" in h for h in queued), queued
+    seqs = []
+    for r in (first, second):
+        assert r.returncode == 2, r.stdout + r.stderr
+        (line,) = [m for m in json.loads(r.stdout)["measurements"]
+                   if m.startswith("mail_roundtrip,")]
+        seqs.append(int(line.split("seq=")[1].split("i")[0]))
+    assert seqs == [1, 2]  # the ledger's counter, shared with `prober run`, not the clock

@@ -10,6 +10,7 @@ the provider's own hold must show in its send delay (outbound) or its receive de
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from prober.config import Config, load
-from prober.probes.canary import new_canary_id
 from prober.probes.imap import MailboxWatcher
-from prober.probes.roundtrip import fate, roundtrip_point, send_canary
+from prober.probes.plan import context
+from prober.probes.roundtrip import CanaryTarget, fate, roundtrip_point, send_canary
 from tests.canary_helpers import TEST_KEY
 from tests.localstack.mail import HOLD_HEADER, MailStack, User
 
@@ -55,16 +56,18 @@ async def _through(config: Config, route_name: str,
                    holds: list[tuple[MailStack, float]]) -> dict:
     """One canary on the route, held at each stack in turn for the given time."""
     route = next(r for r in config.routes if r.name == route_name)
-    sender, recipient = config.mailboxes[route.sender], config.mailboxes[route.recipient]
+    recipient = config.mailboxes[route.recipient]
     stop = asyncio.Event()
     watcher = MailboxWatcher(recipient, config.timeouts, config.canary, "split", key=TEST_KEY)
     task = asyncio.create_task(watcher.run(stop))
     try:
         assert await watcher.wait_ready(10) and watcher.up, watcher.last_error
-        cid = new_canary_id("split", route.name, 1, key=TEST_KEY, recipient=recipient.address)
-        arrived = watcher.expect(cid.id)
-        sent = await send_canary(route, sender, recipient, cid, config.timeouts,
-                                 dict(route.headers))
+        expected: list[asyncio.Future] = []
+        ctx = dataclasses.replace(context(config), vantage="split")
+        sent = await send_canary(ctx, CanaryTarget.of(config, route), 1,
+                                 lambda cid: expected.append(watcher.expect(cid.id)),
+                                 key=TEST_KEY)
+        (arrived,) = expected
         assert sent.submission.ok, sent.submission.error
         for stack, seconds in holds:
             (queue_id,) = await asyncio.to_thread(stack.wait_held, 1, 15)

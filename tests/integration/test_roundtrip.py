@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from prober.config import Config
-from prober.probes.canary import new_canary_id, recognise
+from prober.probes.canary import CanaryId, recognise
 from prober.probes.imap import MailboxWatcher
-from prober.probes.roundtrip import Sent, fate, roundtrip_point, send_canary
+from prober.probes.plan import context
+from prober.probes.roundtrip import CanaryTarget, Sent, fate, roundtrip_point, send_canary
 from tests.canary_helpers import TEST_KEY
 from tests.fixtures_mail import load_config
 from tests.localstack.mail import HOLD_HEADER, MailStack
@@ -25,7 +26,7 @@ async def _round_trips(config: Config, count: int, wait_s: float = 10.0,
                        while_waiting=None) -> list[tuple[Sent, dict]]:
     """Send `count` canaries on the first route; return each with its final point's fields."""
     route = config.routes[0]
-    sender, recipient = config.mailboxes[route.sender], config.mailboxes[route.recipient]
+    recipient = config.mailboxes[route.recipient]
     stop = asyncio.Event()
     watcher = MailboxWatcher(recipient, config.timeouts, config.canary, config.vantage.name,
                              key=TEST_KEY)
@@ -33,22 +34,31 @@ async def _round_trips(config: Config, count: int, wait_s: float = 10.0,
     try:
         assert await watcher.wait_ready(10), "watcher never connected"
         assert watcher.up, f"watcher failed: {watcher.last_error}"
-        ids = [new_canary_id(config.vantage.name, route.name, i, key=TEST_KEY,
-                             recipient=recipient.address) for i in range(count)]
-        futures = [watcher.expect(cid.id) for cid in ids]
+        config = dataclasses.replace(config, canary=dataclasses.replace(
+            config.canary, headers=tuple((extra_headers or {}).items())))
+        target = CanaryTarget.of(config, route)
+        ctx = context(config)
+        futures: dict[str, asyncio.Future] = {}
+
+        def expect(cid: CanaryId) -> None:
+            futures[cid.id] = watcher.expect(cid.id)
+
         sends = []
         # four at a time: submissions overlap as on a busy agent
         for start in range(0, count, 4):
             sends.extend(await asyncio.gather(*(
-                send_canary(route, sender, recipient, cid, config.timeouts, extra_headers)
-                for cid in ids[start:start + 4])))
+                send_canary(ctx, target, seq, expect, key=TEST_KEY)
+                for seq in range(start, min(start + 4, count)))))
+        assert set(futures) == {s.canary.id for s in sends}
+        assert sorted(s.canary.seq for s in sends) == list(range(count))
         for s in sends:
             assert s.submission.ok, s.submission.error
         if while_waiting is not None:
             await while_waiting()
-        done, _ = await asyncio.wait(futures, timeout=wait_s)
+        done, _ = await asyncio.wait(futures.values(), timeout=wait_s)
         results = []
-        for sent, fut in zip(sends, futures, strict=True):
+        for sent in sends:
+            fut = futures[sent.canary.id]
             arrival = fut.result() if fut in done else None
             point = roundtrip_point(config.vantage.name, sent,
                                     fate(sent, arrival, config.canary.late_after_s), arrival)

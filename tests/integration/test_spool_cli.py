@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from prober.agent.spool import Spool
 from prober.commands.deliver import deliver
 from prober.commands.spool import spool
 from prober.config import load
@@ -52,7 +53,7 @@ def points(n: int, start: int = 0) -> list[Measurement]:
 def test_store_only_then_backfill_when_influx_is_configured(
         influxdb1: InfluxDB1, influx_db: str, tmp_path: Path) -> None:
     local = write_config(tmp_path / "local.toml", tmp_path / "state")
-    msg = deliver(load(local), points(12), write=True)
+    msg = deliver(load(local), points(12))
     assert msg.startswith("12 points kept in the local spool") and "no [influx]" in msg
 
     runner = CliRunner()
@@ -87,10 +88,10 @@ def test_deliver_writes_through_or_spools(influxdb1: InfluxDB1, influx_db: str,
                                           tmp_path: Path) -> None:
     cfg = load(write_config(tmp_path / "p.toml", tmp_path / "state",
                             influx_section(influxdb1, influx_db)))
-    msg = deliver(cfg, points(3), write=False)
-    assert msg.startswith("3 points spooled") and "--no-write" in msg
+    with Spool(cfg.spool.path, cfg.spool) as sp:  # three points left by an earlier run
+        assert sp.append(points(3)) == 3
 
-    msg = deliver(cfg, points(2, start=3), write=True)
+    msg = deliver(cfg, points(2, start=3))
     assert msg.startswith("2 points delivered to InfluxDB") and "3 points spooled earlier" in msg
     rows = influxdb1.rows('SELECT "seq" FROM "mail_access"', db=influx_db)
     assert [r["seq"] for r in rows] == [0, 1, 2, 3, 4]
@@ -102,7 +103,7 @@ def test_deliver_reports_why_points_stay_spooled(influxdb1_auth: InfluxDB1,
     monkeypatch.setenv("PROBER_TEST_PW", "not-the-password")
     cfg = load(write_config(tmp_path / "p.toml", tmp_path / "state", influx_section(
         influxdb1_auth, "cli_auth", 'username = "admin"\npassword_env = "PROBER_TEST_PW"')))
-    msg = deliver(cfg, points(4), write=True)
+    msg = deliver(cfg, points(4))
     assert msg.startswith("4 points spooled, 4 waiting")
     assert "401" in msg and "username and password" in msg
     assert "not-the-password" not in msg
@@ -116,6 +117,6 @@ def test_deliver_when_influxdb_is_down(tmp_path: Path) -> None:
     cfg = load(write_config(tmp_path / "p.toml", tmp_path / "state",
                             '[influx]\napi = "v1"\nurl = "http://127.0.0.1:9"\n'
                             'database = "d"\ntimeout_s = 2\n'))
-    msg = deliver(cfg, points(2), write=True)
+    msg = deliver(cfg, points(2))
     assert msg.startswith("2 points spooled") and "unreachable" in msg
 

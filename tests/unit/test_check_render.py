@@ -23,7 +23,7 @@ from prober.measurement import Measurement
 from prober.probes.canary import CanaryId
 from prober.probes.errors import ProbeError
 from prober.probes.imap import Arrival, MailboxWatcher
-from prober.probes.roundtrip import Sent, fate, roundtrip_point
+from prober.probes.roundtrip import CanaryTarget, Sent, fate, roundtrip_point
 from prober.probes.smtp import Submission
 from tests.canary_helpers import TEST_KEY
 
@@ -200,8 +200,7 @@ def make_sent(config: Config, submission: Submission | None = None) -> Sent:
         phases={"connect_s": 0.01, "tls_s": 0.02, "auth_s": 0.03, "data_s": 0.04,
                 "total_s": 0.1},
         accepted_ns=ACCEPTED_NS, started_ns=ACCEPTED_NS - 100_000_000, code=250)
-    return Sent(route, config.mailboxes[route.sender], config.mailboxes[route.recipient],
-                CID, sub)
+    return Sent(CanaryTarget.of(config, route), CID, sub)
 
 
 def arrival(delivery_s: float, folder: str = "Probe") -> Arrival:
