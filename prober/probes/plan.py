@@ -1,7 +1,8 @@
 """What one tick measures, as data: both drivers (`prober run`, `prober check`) loop over it.
 
 `plan(config)` lists the access checks (one per mailbox and protocol), the canaries (one
-per route) and the webmail loads (one per target and profile; each target says its own cadence, `interval_s`).
+per route) and the webmail loads (one per target and profile; each target says its own
+cadence, `interval_s`).
 A driver decides when and how often; the plan decides what, so the daemon and the
 one-shot check cannot measure different things.
 """
