@@ -23,14 +23,21 @@ from pathlib import Path
 import pytest
 
 from prober.agent.ledger import Ledger
-from prober.config import Config
+from prober.config import Config, load
 from prober.measurement import Measurement
-from prober.probes.canary import CanaryId, CanaryKey, build_message, claim, new_canary_id
-from prober.probes.canary_key import KEY_FILE
+from prober.probes.canary import (
+    CHECK,
+    CanaryId,
+    CanaryKey,
+    build_message,
+    claim,
+    new_canary_id,
+)
+from prober.probes.canary_key import KEY_FILE, load_canary_key
 from prober.probes.imap import MailboxWatcher
 from tests.agent_helpers import own_state_dir, spool_points, wait_for
 from tests.canary_helpers import OTHER_KEY, TEST_KEY
-from tests.fixtures_mail import load_config
+from tests.fixtures_mail import load_config, run_prober
 from tests.localstack.mail import HOLD_HEADER, MailStack
 
 pytestmark = pytest.mark.integration
@@ -337,4 +344,97 @@ def test_unsigned_canary_in_flight_at_the_upgrade_still_counts(mail_stack: MailS
     assert old_copy in left, "an unsigned canary was removed"
     assert claim_copy in left, "a MAC-less claim was removed"
     for content in (old_copy, claim_copy):
+        left[content].unlink()
+
+
+# --- the key stays secret ------------------------------------------------------------------
+
+def _everything_printed(config: Path, tmp: Path) -> dict[str, str]:
+    """What an operator, a log collector, InfluxDB and a report reader get to see."""
+    month = datetime.now(UTC).strftime("%Y-%m")
+    seen = {}
+    for name, args in {
+        "config check": ["config", "check", "-c", str(config)],
+        "check": ["-vv", "check", "-c", str(config), "--json"],
+        "run": ["-vv", "run", "-c", str(config), "--ticks", "2"],
+        "score": ["score", "-c", str(config), "--month", month, "--source", "spool",
+                  "--format", "html"],
+        "score json": ["score", "-c", str(config), "--month", month, "--source", "spool",
+                       "--format", "json"],
+    }.items():
+        r = run_prober(*args, timeout=120)
+        assert r.returncode in (0, 1, 2), (name, r.returncode, r.stdout, r.stderr)
+        seen[name] = r.stdout + r.stderr
+    assert '"state": "OK"' in seen["check"], seen["check"]
+    assert "started vantage=" in seen["run"]
+    # the points themselves, as stored (the spool's SQLite file and its journal)
+    for db in (tmp / "state").glob("prober.db*"):
+        seen[db.name] = db.read_bytes().decode("latin-1")
+    assert any("mail_roundtrip" in text for text in seen.values())
+    return seen
+
+
+def test_canary_key_never_appears_in_logs_points_config_or_reports(mail_stack: MailStack,
+                                                                   tmp_path: Path):
+    key_text = "canary-key-for-the-grep-test-" + os.urandom(12).hex()
+    extra = '[agent]\ntick_s = 1\n[canary]\nkey_env = "PROBER_TEST_GREP_KEY"\n'
+    config = tmp_path / "probes.toml"
+    config.write_text(own_state_dir(mail_stack.probes_toml(vantage="grep", extra=extra),
+                                    mail_stack, tmp_path))
+    os.environ["PROBER_TEST_GREP_KEY"] = key_text
+    try:
+        seen = _everything_printed(config, tmp_path)
+    finally:
+        del os.environ["PROBER_TEST_GREP_KEY"]
+    assert 'key = "****" # from env:PROBER_TEST_GREP_KEY' in seen["config check"]
+    for where, text in seen.items():
+        assert key_text not in text, f"the canary key appears in {where}"
+    assert not (tmp_path / "state" / KEY_FILE).exists()
+
+
+def test_generated_canary_key_never_appears_either(mail_stack: MailStack, tmp_path: Path):
+    config = tmp_path / "probes.toml"
+    config.write_text(own_state_dir(mail_stack.probes_toml(
+        vantage="grep-auto", extra="[agent]\ntick_s = 1\n"), mail_stack, tmp_path))
+    seen = _everything_printed(config, tmp_path)
+    key_file = tmp_path / "state" / KEY_FILE
+    key_text = key_file.read_text().strip()
+    assert len(key_text) == 64 and oct(key_file.stat().st_mode & 0o777) == "0o600"
+    # made by whichever ran first (here `prober check`), said so there, without the key
+    assert f"created a new canary key in {key_file}" in seen["check"]
+    for where, text in seen.items():
+        assert key_text not in text, f"the generated canary key appears in {where}"
+
+
+# --- prober check removes its own leftovers (issue 14) --------------------------------------
+
+def test_check_removes_its_own_leftovers_past_their_wait_and_nothing_else(
+        mail_stack: MailStack, tmp_path: Path):
+    vantage = "leftovers"
+    config_path = tmp_path / "probes.toml"
+    config_path.write_text(own_state_dir(mail_stack.probes_toml(
+        vantage=vantage, extra="[check]\nwait_s = 30\n"), mail_stack, tmp_path))
+    key = load_canary_key(load(config_path))
+    bob = mail_stack.user("bob").address
+    old, recent = int(time.time()) - 300, int(time.time()) - 5
+
+    def signed(driver: str, stamp: int, vantage: str = vantage) -> bytes:
+        return _canary(new_canary_id(vantage, "alice-to-bob", 1, key=key, recipient=bob,
+                                     driver=driver, stamp=stamp), bob)
+
+    leftover = signed(CHECK, old)
+    keep = {
+        "the daemon's canary of the same age": signed("run", old),
+        "a check canary still within its wait": signed(CHECK, recent),
+        "another vantage's check canary": signed(CHECK, old, vantage="elsewhere"),
+    }
+    for content, at in [(leftover, old), *((c, old) for c in keep.values())]:
+        path = mail_stack.deliver_local("bob", content)
+        os.utime(path, (at, at))
+    r = run_prober("check", "-c", str(config_path), "--no-write", timeout=90)
+    assert r.returncode == 0, r.stdout + r.stderr
+    left = _files(mail_stack, "bob")
+    assert leftover not in left, "the earlier check's leftover is still there"
+    for what, content in keep.items():
+        assert content in left, f"{what} was removed"
         left[content].unlink()
