@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import os
 import ssl
 import subprocess
 import sys
@@ -115,3 +117,21 @@ def test_a_verified_connection_does_not_import_cryptography() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_one_context_per_ca_file_and_mode_reloaded_when_the_file_changes(
+        tmp_path: Path) -> None:
+    from prober.config.mail import Endpoint
+    from prober.probes.tls import client_context
+
+    ca = tmp_path / "ca.pem"
+    ca.write_text(ssl.DER_cert_to_PEM_cert(der_cert(NOW + dt.timedelta(days=9))))
+    ep = Endpoint(host="mail.example.test", port=993, tls="tls", ca_file=str(ca))
+    first = client_context(ep)
+    assert client_context(ep) is first
+    unverified = client_context(dataclasses.replace(ep, tls_verify=False))
+    assert unverified is not first and unverified.verify_mode == ssl.CERT_NONE
+    assert first.verify_mode == ssl.CERT_REQUIRED and first.check_hostname
+    ca.write_text(ssl.DER_cert_to_PEM_cert(der_cert(NOW + dt.timedelta(days=99))))
+    os.utime(ca, ns=(1, 1))  # a new file: a new context
+    assert client_context(ep) is not first
