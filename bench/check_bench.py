@@ -50,18 +50,19 @@ PLUGIN_PACKAGES = {
     "/usr/share/perl5/Monitoring/Plugin.pm": "libmonitoring-plugin-perl",
 }
 
-# Postfix's safe_ultostr() alphabet: digits and consonants; the queue id's "z" separates
-# the inode number (base 51) from the time (6 base-52 digits of seconds, 4 of microseconds).
+# Postfix's safe_ultostr() alphabet: digits and consonants; the queue id's last "z"
+# separates the time (base 52: seconds, then 4 digits of microseconds) from the inode
+# number (base 51: the alphabet without "z").
 _SAFE = "0123456789BCDFGHJKLMNPQRSTVWXYZbcdfghjklmnpqrstvwxyz"
 _CLEANUP = re.compile(r"^(\w{3} [ \d]\d \d\d:\d\d:\d\d) .*cleanup\[\d+\]: "
-                      r"([0-9B-Zb-y]{10,}z[0-9B-Zb-y]+): message-id=(<[^>]*>)?")
+                      r"([0-9B-Zb-z]{10,}z[0-9B-Zb-y]+): message-id=(<[^>]*>)?")
 _SAVED = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}) lmtp\([^)]*\)[^:]*: "
                     r"(?:Info: )?msgid=(<[^>]*>|[^:]*): saved mail to ")
 
 
 def queue_id_time(queue_id: str) -> float:
     """The creation time of a long Postfix queue id's queue file, in unix seconds."""
-    stamp = queue_id.split("z", 1)[0]
+    stamp = queue_id.rsplit("z", 1)[0]  # the time may hold a "z", the inode cannot
     sec, usec = stamp[:-4], stamp[-4:]
 
     def decode(digits: str) -> int:
@@ -107,6 +108,7 @@ class Logs:
     def __init__(self, stack: MailStack) -> None:
         self.files = {"postfix": stack.dir / "postfix.log", "dovecot": stack.dir / "dovecot.log"}
         self.offsets = {k: p.stat().st_size for k, p in self.files.items()}
+        self.unpaired: tuple[dict[str, float], dict[str, float]] = ({}, {})
 
     def new(self) -> dict[str, list[str]]:
         out = {}
@@ -144,6 +146,7 @@ class Logs:
                 key = both.pop()
                 return saved[key] - queued[key]
             time.sleep(0.05)
+        self.unpaired = (queued, saved)
         return None
 
 
@@ -244,6 +247,9 @@ def main() -> None:
                 print(f"{i + 1:>5}  {name:<21} {r.exit_code:>4} {fmt(r.wall_s):>8} "
                       f"{fmt(r.cpu_s):>7} {fmt(r.rss_mb, 'MB'):>8} {fmt(r.reported_s):>9} "
                       f"{fmt(r.true_s):>7} {fmt(r.error_s):>7}", flush=True)
+                if r.true_s is None:
+                    print(f"       no truth from the logs: queued {logs.unpaired[0]}, "
+                          f"saved {logs.unpaired[1]}")
                 if r.exit_code != 0 and not args.keep_going:
                     print(r.output, file=sys.stderr)
                     sys.exit(f"{name} exited {r.exit_code}; --keep-going to go on")
