@@ -66,6 +66,8 @@ class WebmailTarget:
     limits: WebmailLimits = field(default_factory=WebmailLimits)
     engine: str = "httpx"
     over_threshold: str = "warning"
+    # the login's password may cross plain http:// (the configured URL or a form's action)
+    allow_plaintext: bool = False
 
     def timeout_for(self, profile: Profile, contract: Contract) -> float:
         if self.timeout_s is not None:
@@ -187,6 +189,7 @@ def parse_target(s: Section, custom: dict[str, Profile]) -> WebmailTarget:
         limits=_limits(s.table("limits")),
         engine=engine,
         over_threshold=s.choice("over_threshold", OVER_THRESHOLD_STATES, "warning"),
+        allow_plaintext=allow_plaintext,
     )
     s.check_unknown()
     return target

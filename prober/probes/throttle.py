@@ -54,6 +54,13 @@ MIN_SLICE_BYTES = 64
 # A reader that wakes a little late still continues the link where it left off, so timer
 # slack does not add up over thousands of slices; longer idle gaps are real idle time.
 BACKDATE_S = 0.050
+# What one connection may hold that the server sent and the line has not yet delivered:
+# a receive window. Without it a server faster than the line (an endless page on dial)
+# fills memory at loopback speed. Twice the bandwidth-delay product, so the window never
+# limits the line's own rate; the kernel's socket buffers push back on the server beyond.
+MIN_WINDOW_BYTES = 256 * 1024
+MAX_WINDOW_BYTES = 16 * 1024 * 1024
+READ_BYTES = 65536
 
 
 class _Serializer:
@@ -102,6 +109,8 @@ class Link:
     def __post_init__(self) -> None:
         self.down = _Serializer(self.profile.down_kbps)
         self.up = _Serializer(self.profile.up_kbps)
+        bdp = self.down.bytes_per_s * self.profile.rtt_s
+        self.window_bytes = int(min(MAX_WINDOW_BYTES, max(MIN_WINDOW_BYTES, 2 * bdp)))
 
     @property
     def rtt_s(self) -> float:
@@ -162,6 +171,10 @@ class ShapedStream(httpcore.AsyncNetworkStream):
         self._arrivals: collections.deque[tuple[float, bytes | BaseException]] = (
             collections.deque())
         self._arrived = asyncio.Event()
+        self._head = 0  # bytes of the first arrival already delivered
+        self._buffered = 0  # bytes read from the socket and not yet delivered
+        self._room = asyncio.Event()
+        self._room.set()
         # A slice whose link time is booked but not yet handed over (survives cancellation,
         # so a cancelled read never pays the link twice).
         self._in_flight: tuple[float, bytes] | None = None
@@ -172,13 +185,18 @@ class ShapedStream(httpcore.AsyncNetworkStream):
         # Read eagerly so each chunk is stamped with when the server really sent it: the
         # delay line then adds one RTT to that, whenever the client gets round to reading.
         while True:
+            if self._buffered >= self._link.window_bytes:
+                self._room.clear()
+                await self._room.wait()
+                continue
             try:
-                data = await self._reader.read(65536)
+                data = await self._reader.read(READ_BYTES)
             except (OSError, asyncio.IncompleteReadError) as exc:
                 self._arrivals.append((self._loop.time() + self._link.rtt_s, exc))
                 self._arrived.set()
                 return
             self._arrivals.append((self._loop.time() + self._link.rtt_s, data))
+            self._buffered += len(data)
             self._arrived.set()
             if not data:
                 return
@@ -207,12 +225,17 @@ class ShapedStream(httpcore.AsyncNetworkStream):
                 raise httpcore.ReadError(f"connection to {self._record.host} failed: {item}")
             if not item:
                 return b""  # EOF stays queued: every later read sees it too
-            n = min(len(item), max(1, max_bytes), self._link.down.slice_bytes)
-            chunk, rest = item[:n], item[n:]
-            if rest:
-                self._arrivals[0] = (eligible, rest)
+            start = self._head
+            n = min(len(item) - start, max(1, max_bytes), self._link.down.slice_bytes)
+            chunk = item[start:start + n]
+            if start + n < len(item):
+                self._head = start + n
             else:
                 self._arrivals.popleft()
+                self._head = 0
+            self._buffered -= n
+            if self._buffered < self._link.window_bytes:
+                self._room.set()
             ready = max(eligible, self._loop.time() - BACKDATE_S)
             self._in_flight = (self._link.down.reserve(n, ready), chunk)
             self._link.bytes_down += n
@@ -403,7 +426,9 @@ class EmulatedBackend(httpcore.AsyncNetworkBackend):
         for addr in addrs:
             try:
                 local = (local_address, 0) if local_address else None
-                return await asyncio.open_connection(addr, port, local_addr=local, limit=2**20)
+                # a small reader buffer: the window above is what may pile up
+                return await asyncio.open_connection(addr, port, local_addr=local,
+                                                     limit=READ_BYTES)
             except OSError as exc:
                 last = exc
         assert last is not None

@@ -26,7 +26,7 @@ import resource
 import time
 from typing import Any
 
-from prober.config.webmail import LoginSettings
+from prober.config.webmail import WebmailTarget
 from prober.measurement import Measurement, one_line
 from prober.probes.base import ProbeContext
 from prober.probes.webmail_point import (
@@ -35,6 +35,7 @@ from prober.probes.webmail_point import (
     Fields,
     LoadFailed,
     WebmailLoad,
+    check_password_destination,
     http_failed,
     load_point,
     no_expect_text,
@@ -210,8 +211,10 @@ async def _load_event(net: _Network) -> float | None:
     return net.since_start(net.load_ts)
 
 
-async def _login(page: Any, login: LoginSettings, timeout_ms: float, net: _Network,
+async def _login(page: Any, target: WebmailTarget, timeout_ms: float, net: _Network,
                  limit: int, state: _State) -> Any:
+    login = target.login
+    assert login is not None
     form = page.locator("form:has(input[type=password])").first
     if await form.count() == 0:
         raise no_login_form(page.url)
@@ -227,6 +230,8 @@ async def _login(page: Any, login: LoginSettings, timeout_ms: float, net: _Netwo
         if await loc.count() == 0:
             raise LoadFailed(WebmailOutcome.FAIL, f"login: the form on {page.url} has no "
                              f"field for login.{key}")
+    action, method = await form.evaluate("f => [f.action, f.method]")
+    check_password_destination(target, str(action), str(method))
     await user.first.fill(login.user, timeout=timeout_ms)
     await pw.first.fill(login.password.reveal(), timeout=timeout_ms)
     state.stage = f"submitting the login form on {page.url}"
@@ -355,7 +360,7 @@ async def load(ctx: ProbeContext, job: WebmailLoad) -> list[Measurement]:
             login_t0 = loop.time()
             try:
                 async with asyncio.timeout(timeout + CLOSE_TIMEOUT_S):
-                    inbox = await _login(page, target.login, timeout_ms, net,
+                    inbox = await _login(page, target, timeout_ms, net,
                                          target.limits.max_total_bytes, state)
             except PlaywrightError as exc:
                 if "Timeout" in type(exc).__name__ or "Timeout " in str(exc):

@@ -20,6 +20,8 @@ import contextlib
 import functools
 import ssl
 import time
+import typing
+import zlib
 from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
 
@@ -38,6 +40,7 @@ from prober.probes.webmail_point import (
     Fields,
     LoadFailed,
     WebmailLoad,
+    check_password_destination,
     http_failed,
     load_point,
     no_expect_text,
@@ -62,20 +65,67 @@ _ACCEPT = {
 }
 
 
-def _accept_encoding() -> str:
-    # Count bytes as a browser receives them: compressed. Offer only what httpx can decode.
-    codings = ["gzip", "deflate"]
-    for module, name in (("brotli", "br"), ("brotlicffi", "br"), ("zstandard", "zstd")):
-        try:
-            __import__(module)
-        except ImportError:
-            continue
-        if name not in codings:
-            codings.append(name)
-    return ", ".join(codings)
+# Count bytes as a browser receives them: compressed. Offered: what _Decoder decodes in
+# bounded steps (zlib's max_length), so a compression bomb cannot fill memory.
+ACCEPT_ENCODING = "gzip, deflate"
+# Decoded output is produced in steps of at most this many bytes.
+DECODE_STEP = 65536
 
 
-ACCEPT_ENCODING = _accept_encoding()
+class _Decoder:
+    """Content-Encoding decoding whose every step is bounded, charged to the load's budget."""
+
+    def __init__(self, coding: str, url: str) -> None:
+        coding = coding.strip().lower()
+        self.url = url
+        self._zlib: typing.Any = None
+        self._fallback = False  # "deflate" is zlib-wrapped by the RFC, raw by some servers
+        if coding in ("gzip", "x-gzip"):
+            self._zlib = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif coding == "deflate":
+            self._zlib = zlib.decompressobj()
+            self._fallback = True
+        elif coding not in ("", "identity"):
+            raise LoadFailed(WebmailOutcome.FAIL, f"{url}: Content-Encoding {coding!r} was not "
+                             f"offered and cannot be decoded", error_class=ErrorClass.PROTOCOL)
+
+    def decode(self, data: bytes) -> typing.Iterator[bytes]:
+        if self._zlib is None:
+            if data:
+                yield data
+            return
+        while data:
+            try:
+                out = self._zlib.decompress(data, DECODE_STEP)
+            except zlib.error as exc:
+                if self._fallback:
+                    self._fallback = False
+                    self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
+                    continue
+                raise LoadFailed(WebmailOutcome.FAIL, f"{self.url}: the compressed body is "
+                                 f"corrupt ({exc})", error_class=ErrorClass.PROTOCOL) from None
+            self._fallback = False
+            data = self._zlib.unconsumed_tail
+            if out:
+                yield out
+            elif data:  # no progress: zlib wants more input than max_length allows out
+                break
+
+
+class _Budget:
+    """The one count of what a load holds decoded (HTML and CSS; other bodies are counted
+    on the wire and dropped undecoded): over `limit`, the load ends, naming it."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.decoded = 0
+
+    def charge(self, nbytes: int, url: str) -> None:
+        self.decoded += nbytes
+        if self.decoded > self.limit:
+            raise LoadFailed(WebmailOutcome.FAIL, f"more than limits.max_total_bytes "
+                             f"({self.limit}) decoded (at {url}; a compression bomb?)",
+                             error_class=ErrorClass.PROTOCOL)
 _REDIRECTS = (301, 302, 303, 307, 308)
 
 
@@ -136,6 +186,7 @@ class _Loader:
         self._deferred: list[Resource] = []
         self.last_ttfb: float | None = None  # of the document being fetched, even if cut off
         self.last_status: int | None = None
+        self.budget = _Budget(self.limits.max_total_bytes)
 
     def elapsed(self) -> float:
         return self.loop.time() - self.t0
@@ -165,7 +216,8 @@ class _Loader:
     # -- the page ------------------------------------------------------------------------
 
     async def page(self, url: str, method: str = "GET",
-                   form: list[tuple[str, str]] | None = None) -> PageResult:
+                   form: list[tuple[str, str]] | None = None,
+                   guard: typing.Callable[[str], None] | None = None) -> PageResult:
         """Fetch a document, following redirects, feeding its HTML to the scanner as it comes."""
         chain: list[str] = []
         content: bytes | None = None
@@ -176,6 +228,8 @@ class _Loader:
         elif form is not None:
             url = str(httpx.URL(url).copy_merge_params(dict(form)))
         while True:
+            if content is not None and guard is not None:
+                guard(url)
             chain.append(url)
             if len(chain) > self.limits.max_redirects + 1:
                 loop = len(set(chain)) < len(chain)
@@ -212,6 +266,28 @@ class _Loader:
                 self.discover(res)
             return result
 
+    async def _decoded(self, resp: httpx.Response, limit: int, what: str,
+                       ) -> typing.AsyncIterator[bytes]:
+        """The body decoded, step by step: at most `limit` bytes on the wire and decoded,
+        every decoded byte charged to the load's budget."""
+        decoder = _Decoder(resp.headers.get("content-encoding", ""), str(resp.url))
+        total = 0
+        async for raw in resp.aiter_raw():
+            self._check_wire(resp, limit, what)
+            for out in decoder.decode(raw):
+                total += len(out)
+                if total > limit:
+                    raise LoadFailed(WebmailOutcome.FAIL, f"{what} {resp.url} is larger than "
+                                     f"{limit} bytes decoded", resp.status_code)
+                self.budget.charge(len(out), str(resp.url))
+                yield out
+
+    def _check_wire(self, resp: httpx.Response, limit: int, what: str) -> None:
+        if resp.num_bytes_downloaded > limit:
+            raise LoadFailed(WebmailOutcome.FAIL, f"{what} {resp.url} is larger than {limit} "
+                             f"bytes", resp.status_code)
+        self._check_total()
+
     async def _read_html(self, resp: httpx.Response, scanner: PageScanner) -> None:
         try:
             decoder = codecs.getincrementaldecoder(resp.charset_encoding or "utf-8")("replace")
@@ -219,34 +295,35 @@ class _Loader:
             decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self.page_bytes = 0
         self.stage = f"receiving the page HTML of {resp.url}"
-        async for chunk in resp.aiter_bytes():
-            self.page_bytes = resp.num_bytes_downloaded
-            if self.page_bytes > self.limits.max_page_bytes:
+        limit = self.limits.max_page_bytes
+        try:
+            async for chunk in self._decoded(resp, limit, "page"):
+                self.page_bytes = resp.num_bytes_downloaded
+                scanner.feed(decoder.decode(chunk))
+                if resp.headers.get("content-length") == str(resp.num_bytes_downloaded):
+                    self._deferred.extend(scanner.take())  # the page is complete
+                for res in scanner.take():
+                    self.discover(res)
+                self.stage = (f"receiving the page HTML of {resp.url} "
+                              f"({self.page_bytes} bytes so far)")
+        except LoadFailed as exc:
+            if exc.reason.startswith("page ") and "larger than" in exc.reason:
                 raise LoadFailed(WebmailOutcome.FAIL, f"page {resp.url} is larger than "
-                                 f"limits.max_page_bytes ({self.limits.max_page_bytes})",
-                                 resp.status_code)
-            self._check_total()
-            scanner.feed(decoder.decode(chunk))
-            if resp.headers.get("content-length") == str(resp.num_bytes_downloaded):
-                self._deferred.extend(scanner.take())  # the page is complete
-            for res in scanner.take():
-                self.discover(res)
-            self.stage = (f"receiving the page HTML of {resp.url} "
-                          f"({self.page_bytes} bytes so far)")
+                                 f"limits.max_page_bytes ({limit})", resp.status_code) from None
+            raise
         scanner.feed(decoder.decode(b"", final=True))
         scanner.close()
         self._deferred.extend(scanner.take())
 
-    async def _drain(self, resp: httpx.Response, limit: int, what: str) -> bytes:
-        """Read a body fully (decoded), within `limit` bytes on the wire."""
-        parts: list[bytes] = []
-        async for chunk in resp.aiter_bytes():
-            if resp.num_bytes_downloaded > limit:
-                raise LoadFailed(WebmailOutcome.FAIL, f"{what} {resp.url} is larger than "
-                                 f"{limit} bytes", resp.status_code)
-            self._check_total()
-            parts.append(chunk)
-        return b"".join(parts)
+    async def _drain(self, resp: httpx.Response, limit: int, what: str) -> None:
+        """Read a body to its end without keeping it (counted on the wire, not decoded)."""
+        async for _ in resp.aiter_raw():
+            self._check_wire(resp, limit, what)
+
+    async def _text(self, resp: httpx.Response, limit: int, what: str) -> str:
+        """A body decoded to text (a stylesheet), within `limit` bytes."""
+        parts = [part async for part in self._decoded(resp, limit, what)]
+        return b"".join(parts).decode(resp.charset_encoding or "utf-8", "replace")
 
     # -- sub-resources ---------------------------------------------------------------------
 
@@ -273,16 +350,19 @@ class _Loader:
                 self.requests += len(resp.history)
                 is_css = (res.kind == "stylesheet"
                           or "text/css" in resp.headers.get("content-type", ""))
-                body = await self._drain(resp, self.limits.max_resource_bytes, "resource")
+                limit = self.limits.max_resource_bytes
                 if resp.status_code >= 400:
+                    await self._drain(resp, limit, "resource")
                     self._fail(res.url, f"HTTP {resp.status_code}")
                 elif is_css:
-                    css = body.decode(resp.charset_encoding or "utf-8", "replace")
+                    css = await self._text(resp, limit, "resource")
                     for sub in css_resources(css, str(resp.url)):
                         self.discover(sub)
+                else:
+                    await self._drain(resp, limit, "resource")
         except LoadFailed as exc:
             if exc.reason.startswith("more than limits.max_total_bytes"):
-                raise
+                raise  # the load's own budget: the whole load ends
             self._fail(res.url, exc.reason)
         except httpx.TooManyRedirects:
             self._fail(res.url, "too many redirects")
@@ -339,9 +419,14 @@ class _Loader:
                 value = login.password.reveal()
             data.append((name, value))
         action = form.action or page.url
+        method = form.method if form.method in ("GET", "POST") else "POST"
+        check_password_destination(self.target, action, method)
         self.stage = f"submitting the login form to {action}"
-        result = await self.page(action, form.method if form.method in ("GET", "POST")
-                                 else "POST", data)
+
+        def guard(url: str) -> None:  # a 307/308 would carry the password on
+            check_password_destination(self.target, url, "POST")
+
+        result = await self.page(action, method, data, guard)
         if result.status >= 400:
             raise http_failed(result.status, result.url, "login: ")
         await self.settle()

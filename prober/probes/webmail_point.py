@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from prober.config.profiles import Profile
 from prober.config.webmail import WebmailTarget, page_open_clause
@@ -113,6 +114,38 @@ def still_asks_for_password(url: str) -> LoadFailed:
 def no_expect_text(url: str) -> LoadFailed:
     return LoadFailed(WebmailOutcome.FAIL, f"login: the page after the login ({url}) does not "
                       f"contain expect_text", error_class=ErrorClass.AUTH)
+
+
+def _origin(scheme: str, host: str, port: int | None) -> tuple[str, str, int]:
+    return scheme, host.lower(), port or (443 if scheme == "https" else 80)
+
+
+def check_password_destination(target: WebmailTarget, url: str, method: str) -> None:
+    """The login's password goes only to the configured origin (or the same host upgraded
+    to https), over TLS unless the configured URL is http:// itself or `allow_plaintext`
+    says so, and never in a URL: else a named failure, and nothing is sent."""
+    conf, dest = urlsplit(target.url), urlsplit(url)
+    shown = f"{dest.scheme}://{dest.netloc}"
+    if method.upper() != "POST":
+        raise LoadFailed(WebmailOutcome.FAIL, f"login: the form would send the password in "
+                         f"the URL (method {method.upper()}) to {shown}; not submitted",
+                         error_class=ErrorClass.PROTOCOL)
+    try:
+        here = _origin(conf.scheme, conf.hostname or "", conf.port)
+        there = _origin(dest.scheme, dest.hostname or "", dest.port)
+    except ValueError:  # a port out of range
+        there, here = ("", "", 0), ("-", "", 0)
+    allowed = {here, _origin("https", here[1], None)}
+    if there[0] == "http" and here[0] != "http":
+        if not target.allow_plaintext:
+            raise LoadFailed(WebmailOutcome.FAIL, f"login: the form would send the password "
+                             f"unencrypted to {shown} (allow_plaintext is false); not "
+                             f"submitted", error_class=ErrorClass.TLS)
+        allowed.add(_origin("http", here[1], None))
+    if there not in allowed:
+        raise LoadFailed(WebmailOutcome.FAIL, f"login: the form would send the password to "
+                         f"{shown}, not to the configured origin {conf.scheme}://"
+                         f"{conf.netloc}; not submitted", error_class=ErrorClass.PROTOCOL)
 
 
 Fields = dict[str, FieldValue | None]
