@@ -98,7 +98,7 @@ _KNOWN_RT = frozenset(RoundtripOutcome)
 _KNOWN_ACCESS = frozenset(AccessOutcome)
 _EVENTS = tuple(str(o) for o in EVENT_OUTCOMES)
 # A field list without backslashes: key=value pairs, a string value in plain quotes.
-_FIELD = re.compile(r'([^,="]+)=("[^"]*"|[^,"]*)(?:,|\Z)')
+_FIELD = re.compile(r'([^,="]+)=("[^"]*"|[^,"]+)(?:,|\Z)')
 _PENDING = f'{FIELD_OUTCOME}="{RoundtripOutcome.PENDING}"'
 
 Raw = dict[str, str]  # field -> its text in the line ('"s"', '1.5', '3i', 'true')
