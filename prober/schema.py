@@ -107,6 +107,13 @@ CONNECTION_FACTS = (FIELD_TLS_VERSION, FIELD_TLS_CIPHER, FIELD_CERT_EXPIRY_DAYS,
                     FIELD_CERT_SUBJECT, FIELD_PEER_IP)
 SMTP_PREFIX = "smtp_"
 FIELD_ADDRESSES = "addresses"  # mail_access: how many addresses the host name resolved to
+# mail_roundtrip: the receiving side's Authentication-Results, and the SMTP enhanced code
+FIELD_SPF_RESULT = "spf_result"
+FIELD_DKIM_RESULT = "dkim_result"
+FIELD_DMARC_RESULT = "dmarc_result"
+FIELD_AUTHSERV_ID = "authserv_id"
+FIELD_AUTHRES_ERROR = "authres_error"
+FIELD_SMTP_ENHANCED_CODE = "smtp_enhanced_code"
 
 
 class Direction(StrEnum):

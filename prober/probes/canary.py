@@ -56,7 +56,8 @@ _REPLY_HEADERS = ("In-Reply-To", "References", "Resent-From", "Resent-Sender", "
                   "Resent-Message-ID", "Resent-To")
 _CLAIM_FIELDS = tuple(n.lower() for n in (HEADER, "Subject", "Message-ID", *_REPLY_HEADERS))
 FETCH_FIELDS = ("MESSAGE-ID SUBJECT X-PROBER-CANARY RECEIVED DATE IN-REPLY-TO REFERENCES "
-                "RESENT-FROM RESENT-SENDER RESENT-DATE RESENT-MESSAGE-ID RESENT-TO")
+                "RESENT-FROM RESENT-SENDER RESENT-DATE RESENT-MESSAGE-ID RESENT-TO "
+                "AUTHENTICATION-RESULTS")
 
 
 @dataclass(frozen=True)

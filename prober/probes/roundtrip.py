@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from prober.config import Config
 from prober.config.mail import Mailbox, Route
 from prober.measurement import Measurement
+from prober.probes.authresults import verdicts
 from prober.probes.base import ProbeContext
 from prober.probes.canary import (
     RUN,
@@ -35,6 +36,7 @@ from prober.schema import (
     FIELD_RECEIVE_DELAY_S,
     FIELD_SEND_DELAY_S,
     FIELD_SEQ,
+    FIELD_SMTP_ENHANCED_CODE,
     MAIL_ROUNDTRIP,
     SMTP_PREFIX,
     TAG_DIRECTION,
@@ -139,6 +141,7 @@ def roundtrip_point(vantage: str, sent: Sent, outcome: str,
         "queue_id": sub.queue_id,
         FIELD_ERROR: str(sub.error) if sub.error else None,
         FIELD_ERROR_CLASS: sub.error.kind if sub.error else None,
+        FIELD_SMTP_ENHANCED_CODE: sub.enhanced_code,
         **{SMTP_PREFIX + name: value for name, value in sub.facts.items()},
     }
     if arrival is not None:
@@ -171,6 +174,7 @@ def fields_at_arrival(arrival: Arrival, accepted_ns: int, direction: str,
         # true: the canary's MAC verified; false: an unsigned canary sent before the
         # upgrade to signed canaries, matched by its id alone
         "authenticated": arrival.authenticated,
+        **verdicts(arrival.headers),
     }
 
 

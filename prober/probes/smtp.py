@@ -15,6 +15,8 @@ from prober.probes.errors import ProbeError, classify
 from prober.probes.tls import Facts, client_context, peer_facts, tls_facts
 
 _QUEUED = re.compile(r"queued as\s+([A-Za-z0-9]+)", re.I)
+# RFC 3463 class.subject.detail at the start of the reply text, e.g. "5.7.1 ..."
+_ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?!\S)")
 
 
 @dataclass
@@ -26,6 +28,7 @@ class Submission:
     started_ns: int = 0
     code: int | None = None
     reply: str = ""
+    enhanced_code: str | None = None  # RFC 3463, from the last reply, e.g. "2.0.0"
     queue_id: str | None = None
     error: ProbeError | None = None
     uncertain: bool = False  # the connection died after the message was handed over
@@ -105,6 +108,7 @@ async def submit(mailbox: Mailbox, timeouts: Timeouts, message: bytes | None = N
             result.accepted_ns = time.time_ns()
             result.code = response.code
             result.reply = response.message
+            result.enhanced_code = enhanced_code(response.code, response.message)
             match = _QUEUED.search(response.message)
             result.queue_id = match[1] if match else None
             phase("data_s")
@@ -113,9 +117,11 @@ async def submit(mailbox: Mailbox, timeouts: Timeouts, message: bytes | None = N
             await smtp.quit()
     except aiosmtplib.SMTPAuthenticationError as exc:
         result.code = exc.code
+        result.enhanced_code = enhanced_code(exc.code, exc.message)
         result.error = ProbeError("auth", "auth", f"{exc.code} {exc.message}")
     except aiosmtplib.SMTPResponseException as exc:
         result.code = exc.code
+        result.enhanced_code = enhanced_code(exc.code, exc.message)
         result.error = ProbeError("protocol", step, f"{exc.code} {exc.message}")
     except aiosmtplib.SMTPServerDisconnected as exc:
         result.error = ProbeError("closed", step, f"server closed the connection ({exc})")
@@ -126,3 +132,12 @@ async def submit(mailbox: Mailbox, timeouts: Timeouts, message: bytes | None = N
             smtp.close()
     result.phases["total_s"] = time.monotonic() - t0
     return result
+
+
+def enhanced_code(code: int, text: str) -> str | None:
+    """The enhanced status code a reply starts with, when its class agrees with the basic
+    code's first digit (RFC 3463 section 2); None when the server sent none."""
+    match = _ENHANCED.match(text.lstrip())
+    if match is None or str(code)[:1] != match[1]:
+        return None
+    return ".".join(match.groups())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -60,6 +61,10 @@ class MailStack:
     domain: str = DOMAIN
     relay: dict[str, int] = field(default_factory=dict)
     cert_days: int = 30  # validity of the servers' self-signed certificate
+    # {user: "spf=pass ...; dkim=...; dmarc=..."}: Postfix prepends an Authentication-Results
+    # field with these verdicts (authserv-id = the stack's hostname) to mail from that user,
+    # as a receiving provider's filters do
+    auth_results: dict[str, str] = field(default_factory=dict)
     # True: submissions pass a before-queue content filter (tests/localstack/filter.py) at
     # filter_port, which hands what it lets through to the reinjection listener
     content_filter: bool = False
@@ -393,7 +398,11 @@ protocol lmtp {{
         log = self.dir / "postfix.log"
         log.touch()
         shutil.chown(log, user="postfix")
-        (pf / "header_checks").write_text(f"/^{HOLD_HEADER}:/ HOLD\n")
+        rules = [f"/^{HOLD_HEADER}:/ HOLD\n"] + [
+            f"/^From:.*[<[:space:]]{re.escape(self.user(name).address)}>?[[:space:]]*$/ "
+            f"PREPEND Authentication-Results: {self.hostname}; {verdicts}\n"
+            for name, verdicts in self.auth_results.items()]
+        (pf / "header_checks").write_text("".join(rules))
         (pf / "main.cf").write_text(f"""\
 compatibility_level = 3.6
 queue_directory = {self.queue_dir}
