@@ -31,7 +31,7 @@ from prober.measurement import Measurement
 from prober.probes.canary import CanaryId
 from prober.probes.canary_key import load_canary_key
 from prober.probes.imap import Arrival, MailboxWatcher
-from prober.probes.plan import AccessCheck, Plan, WebmailLoad, context, plan
+from prober.probes.plan import AccessCheck, Periodic, Plan, WebmailLoad, context, plan
 from prober.probes.roundtrip import CanaryTarget, fields_at_arrival, roundtrip_point, send_canary
 from prober.schema import (
     ARRIVED,
@@ -75,7 +75,7 @@ class Agent:
         self.writer: InfluxWriter | None = None
         self._writer_stop = asyncio.Event()
         self._writer_task: asyncio.Task[None] | None = None
-        self.plan: Plan = plan(config)
+        self.plan: Plan = plan(config, key=self.canary_key)
         self.watchers: dict[str, MailboxWatcher] = {}
         self._watch_stop = asyncio.Event()
         self._watch_tasks: list[asyncio.Task[None]] = []
@@ -86,6 +86,7 @@ class Agent:
         self._early: dict[str, Arrival] = {}
         self._reload = False
         self._webmail_due: dict[str, float] = {}
+        self._periodic_due: dict[str, float] = {}
         self._spool_warned = False
         self.ticker: TickClock | None = None
         self.ticks = 0
@@ -239,7 +240,7 @@ class Agent:
         if new.agent.tick_s != self.config.agent.tick_s:
             log.warning("reload: [agent] tick_s changed; takes effect at the next start")
         self.config = new
-        self.plan = plan(new)
+        self.plan = plan(new, key=self.canary_key)
         self._start_watchers()
         if influx_changed:
             # the writer in flight finishes its batch; the new one starts from the spool
@@ -282,6 +283,7 @@ class Agent:
             self._spawn(self._canary(target, tick.mono_at(at)),
                         f"canary route={target.route.name}")
         self._webmail(tick)
+        self._periodic(tick)
         self._guard(self._expire, "canary expiry")
         self._guard(self._respool, "spooling refused canary points again")
         self._guard(lambda: self._heartbeat(tick), "heartbeat")
@@ -476,6 +478,28 @@ class Agent:
                 log.warning("probe failed kind=webmail target=%s profile=%s outcome=%s "
                             "error=%r", load.target.name, load.profile.name,
                             p.tags.get(TAG_OUTCOME), p.fields.get(FIELD_ERROR))
+        self._append(points)
+
+    # -- §4/§5 probes: filter tests, blocklist and abuse@ checks --------------------------------
+    def _periodic(self, tick: Tick) -> None:
+        for job in self.plan.periodic:
+            if tick.started_mono < self._periodic_due.get(job.name, 0.0):
+                continue
+            self._periodic_due[job.name] = tick.started_mono + job.interval_s
+            self._spawn(self._run_periodic(job), job.name)
+
+    async def _run_periodic(self, job: Periodic) -> None:
+        async with self._slot():
+            points = await job.probe(context(self.config), job.target)
+        for p in points:
+            bad = (p.fields.get("as_expected") is False or p.fields.get(FIELD_ERROR)
+                   or p.fields.get("listed") is True)
+            if bad:
+                log.warning("probe kind=%s name=%s %s outcome=%s error=%r", job.kind, job.name,
+                            " ".join(f"{k}={v}" for k, v in sorted(p.tags.items())
+                                     if k != "vantage"),
+                            p.fields.get(FIELD_OUTCOME, p.tags.get(TAG_OUTCOME)),
+                            p.fields.get(FIELD_ERROR))
         self._append(points)
 
     # -- heartbeat and delivery ------------------------------------------------------------------

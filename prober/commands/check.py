@@ -31,6 +31,7 @@ from prober.schema import (
     FIELD_ERROR,
     FIELD_OUTCOME,
     FIELD_PEER_IP,
+    MAIL_BLOCKLIST,
     TAG_MAILBOX,
     TAG_OUTCOME,
     TAG_PROTOCOL,
@@ -69,10 +70,13 @@ class CheckResult:
         elif not bad:
             canaries = sum(1 for r in self.rows if r.check == "canary")
             pages = sum(1 for r in self.rows if r.check == "webmail")
-            text = (f"{_n(len(self.rows) - canaries - pages, 'access check')} ok, "
+            spam = sum(1 for r in self.rows if r.check in ("blocklist", "abuse"))
+            text = (f"{_n(len(self.rows) - canaries - pages - spam, 'access check')} ok, "
                     f"{_n(canaries, 'canary', 'canaries')} delivered")
             if pages:
                 text += f", {_n(pages, 'webmail load')} within the contract"
+            if spam:
+                text += f", {_n(spam, 'anti-spam check')} ok"
         else:
             worst = sorted(bad, key=lambda r: -r.state)
             text = "; ".join(f"{r.check} {r.target}: {r.detail}" for r in worst[:3])
@@ -121,6 +125,10 @@ async def run_check(config: Config, routes: list[str] | None = None,
     try:
         access = asyncio.gather(*(check.probe(ctx, check.mailbox) for check in todo.access))
         webmail = asyncio.ensure_future(_webmail_rows(ctx, todo.webmail))
+        # the blocklist and abuse@ checks take seconds; the filter tests wait minutes for
+        # what a filter does, which is the daemon's to measure, not a monitoring check's
+        listed = asyncio.gather(*(job.probe(ctx, job.target) for job in todo.periodic
+                                  if job.kind in ("blocklist", "abuse")))
         await asyncio.gather(*(w.wait_ready(ctx.timeouts.connect_s + 2 * ctx.timeouts.command_s)
                                for w in watchers.values()))
 
@@ -137,6 +145,7 @@ async def run_check(config: Config, routes: list[str] | None = None,
         arrivals = await _await_arrivals(sends, watchers, expected, config.check.wait_s)
         access_points = [p for points in await access for p in points]
         webmail_rows = await webmail
+        periodic_points = [p for points in await listed for p in points]
     finally:
         stop.set()
         with contextlib.suppress(asyncio.TimeoutError):
@@ -165,7 +174,28 @@ async def run_check(config: Config, routes: list[str] | None = None,
         perf.append(wrow.perfdata())
         if wrow.measurement is not None:
             measurements.append(wrow.measurement)
+    for point in periodic_points:
+        measurements.append(point)
+        rows.append(_antispam_row(point))
     return CheckResult(rows, measurements, perf)
+
+
+def _antispam_row(point: Measurement) -> Row:
+    """A blocklist or abuse@ row: a listing or a refusal is the provider's to fix soon, a
+    WARNING; a failed query says so rather than pass."""
+    error = point.fields.get(FIELD_ERROR)
+    if point.name == MAIL_BLOCKLIST:
+        target = f"{point.tags['subject']} on {point.tags['zone']}"
+        if error:
+            return Row("blocklist", target, WARNING, {}, f"not checked: {error}")
+        if point.fields.get("listed") is True:
+            return Row("blocklist", target, WARNING, {},
+                       f"listed ({point.fields.get('answer')})")
+        return Row("blocklist", target, OK, {}, "not listed")
+    if error:
+        return Row("abuse", point.tags["address"], WARNING, {}, str(error))
+    return Row("abuse", point.tags["address"], OK, {},
+               f"accepts mail ({point.fields.get('smtp_code')})")
 
 
 async def _webmail_rows(ctx: ProbeContext, loads: tuple[WebmailLoad, ...],

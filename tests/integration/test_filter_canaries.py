@@ -12,7 +12,7 @@ import pytest
 from prober.config import parse
 from prober.config.filters import FilterProbe
 from prober.contract import Contract
-from prober.probes import filter as filter_probe
+from prober.probes import mailfilter as filter_probe
 from prober.probes.base import ProbeContext
 from prober.probes.canary import CanaryKey
 from tests.localstack.filter import ContentFilter, Policy

@@ -6,7 +6,7 @@ from __future__ import annotations
 from prober.config.filters import FilterProbe
 from prober.config.mail import Endpoint, ImapSettings, Mailbox
 from prober.config.reader import Secret
-from prober.probes import filter as fp
+from prober.probes import mailfilter as fp
 from prober.probes.canary import CanaryKey
 
 KEY = CanaryKey(b"a" * 32, "test")
