@@ -265,6 +265,14 @@ def test_forged_arrivals_never_count_and_are_never_deleted(mail_stack: MailStack
         mail_stack.release(queue_id)
         wait_for("the real delivery", lambda: _points(tmp_path, canary)[-1].fields["outcome"]
                  == "delivered", 20)
+        # 5, 6. a person's reply to the canary and a forward of it, into the same mailbox:
+        # both carry its genuine MAC in their Subject, and neither is the canary
+        plant("bob", _canary(real, bob, Subject="Re: " + real.subject,
+                             From="person@example.test", X_Prober_Canary=None,
+                             Message_ID="<reply-2@client.example>",
+                             In_Reply_To=f"{real.message_id_prefix}example.test>"))
+        plant("bob", _forward(real, bob))
+        wait_for("the reply and the forward counted", lambda: _forged(tmp_path) == 6, 20)
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0, _log(config)
@@ -275,7 +283,7 @@ def test_forged_arrivals_never_count_and_are_never_deleted(mail_stack: MailStack
     assert held_s <= final["delivery_s"] < held_s + 3, (held_s, final)
     assert final["authenticated"] is True
     assert [p.fields["outcome"] for p in _points(tmp_path, canary)] == ["pending", "delivered"]
-    assert _forged(tmp_path) == 4
+    assert _forged(tmp_path) == 6
     log = _log(config)
     for mailbox in ("bob", "carol"):
         assert re.search(rf"watcher mailbox={mailbox} folder=INBOX uid=\d+: claims to be a "
