@@ -85,6 +85,8 @@ class CanarySettings:
     headers: tuple[tuple[str, str], ...] = ()
     # signs every canary (HMAC); None: the agent makes one in state_dir on first start
     key: Secret | None = None
+    # after a key change: still verifies (never signs) the canaries in flight signed with it
+    previous_key: Secret | None = None
 
 
 @dataclass(frozen=True)
@@ -239,7 +241,8 @@ def parse_canary(root: Section) -> CanarySettings:
         sweep_after_s=s.number("sweep_after_s", 86400.0, minimum=60, maximum=366 * DAY_S),
         fast_poll_s=_fast_poll(s, "fast_poll_s", 0.0),
         headers=_headers(s),
-        key=_canary_key(s),
+        key=_canary_key(s, "key"),
+        previous_key=_canary_key(s, "previous_key"),
     )
     if c.lost_after_s <= c.late_after_s:
         raise s.error("lost_after_s", f"must be greater than late_after_s ({c.late_after_s})")
@@ -258,10 +261,10 @@ def _fast_poll(s: Section, key: str, default: float) -> float:
 CANARY_KEY_MIN_BYTES = 16
 
 
-def _canary_key(s: Section) -> Secret | None:
-    key = s.secret("key", required=False)
+def _canary_key(s: Section, stem: str) -> Secret | None:
+    key = s.secret(stem, required=False)
     if key is not None and len(key.reveal().encode()) < CANARY_KEY_MIN_BYTES:
-        name = "key_" + key.source.split(":", 1)[0]
+        name = f"{stem}_" + key.source.split(":", 1)[0]
         raise s.error(name, f"the canary key must be at least {CANARY_KEY_MIN_BYTES} bytes "
                       "(e.g. the output of `openssl rand -hex 32`)")
     return key

@@ -100,10 +100,13 @@ class CanaryKey:
     """The secret canaries are signed with. Not a dataclass, like Secret: no repr, asdict
     or printer may reach the bytes."""
 
-    __slots__ = ("_key", "since_ns", "source")
+    __slots__ = ("_key", "_previous", "since_ns", "source")
 
-    def __init__(self, key: bytes, source: str, since_ns: int = 0) -> None:
+    def __init__(self, key: bytes, source: str, since_ns: int = 0,
+                 previous: bytes | None = None) -> None:
         self._key = key
+        # a key being retired: verifies the canaries it signed while they are in flight
+        self._previous = previous
         self.source = source  # "env:NAME", "file:/path", "credential:NAME", "state:/path"
         # canaries entered in a ledger from this moment on were all signed: an unsigned
         # message claiming one of them is never a delivery (see README: upgrading)
@@ -115,16 +118,34 @@ class CanaryKey:
     __str__ = __repr__
 
     def mac(self, cid: CanaryId, recipient: str) -> str:
-        parts = (_MAC_CONTEXT, cid.vantage, cid.route, str(cid.seq), cid.id, str(cid.stamp),
-                 cid.driver, recipient.strip().lower())
-        # length-prefixed parts: no choice of names can make two tokens sign alike
-        data = "".join(f"{len(p)}:{p}" for p in parts).encode()
-        return hmac.new(self._key, data, hashlib.sha256).hexdigest()[:MAC_HEX]
+        return _mac(self._key, cid, recipient)
 
     def verify(self, cid: CanaryId, recipient: str) -> bool:
         if cid.mac is None or cid.stamp is None or len(cid.mac) != MAC_HEX:
             return False
-        return hmac.compare_digest(self.mac(cid, recipient), cid.mac)
+        keys = (self._key,) if self._previous is None else (self._key, self._previous)
+        return any(hmac.compare_digest(_mac(k, cid, recipient), cid.mac) for k in keys)
+
+    @property
+    def fingerprint(self) -> str:
+        """Names the key without revealing it (an HMAC of a constant), to notice a change."""
+        return _fingerprint(self._key)
+
+    @property
+    def previous_fingerprint(self) -> str | None:
+        return _fingerprint(self._previous) if self._previous is not None else None
+
+
+def _mac(key: bytes, cid: CanaryId, recipient: str) -> str:
+    parts = (_MAC_CONTEXT, cid.vantage, cid.route, str(cid.seq), cid.id, str(cid.stamp),
+             cid.driver, recipient.strip().lower())
+    # length-prefixed parts: no choice of names can make two tokens sign alike
+    data = "".join(f"{len(p)}:{p}" for p in parts).encode()
+    return hmac.new(key, data, hashlib.sha256).hexdigest()[:MAC_HEX]
+
+
+def _fingerprint(key: bytes) -> str:
+    return hmac.new(key, b"prober-canary-key-fingerprint", hashlib.sha256).hexdigest()[:16]
 
 
 def new_canary_id(vantage: str, route: str, seq: int, *, key: CanaryKey, recipient: str,

@@ -21,17 +21,26 @@ log = logging.getLogger("prober.canary")
 KEY_FILE = "canary.key"
 # when this vantage first signed its canaries: ledger entries from before may be unsigned
 SIGNED_SINCE_FILE = "canary-signed-since"
-
+FINGERPRINT_FILE = "canary-key-fingerprint"  # of the key last used: not secret
 
 
 def load_canary_key(config: Config, create: bool = True) -> CanaryKey:
     """The vantage's canary key; with `create`, made in the state directory when none is
     configured and none is there yet. Raises ConfigError naming the file and the cause."""
     state = Path(config.vantage.state_dir)
+    key = _load(config, state, create)
+    if create:
+        _note_change(state, key)
+    return key
+
+
+def _load(config: Config, state: Path, create: bool) -> CanaryKey:
     since = _signed_since(state) if create else 0
+    old = config.canary.previous_key
+    previous = old.reveal().encode() if old is not None else None
     secret = config.canary.key
     if secret is not None:
-        return CanaryKey(secret.reveal().encode(), secret.source, since)
+        return CanaryKey(secret.reveal().encode(), secret.source, since, previous)
     path = state / KEY_FILE
     if not path.exists() and create:
         _create(config, path)
@@ -48,7 +57,24 @@ def load_canary_key(config: Config, create: bool = True) -> CanaryKey:
     if path.stat().st_mode & 0o077:
         log.warning("canary key %s is readable by others than its owner: anyone who reads "
                     "it can forge canaries; chmod 600 it", path)
-    return CanaryKey(text.encode(), f"state:{path}", since)
+    return CanaryKey(text.encode(), f"state:{path}", since, previous)
+
+
+def _note_change(state: Path, key: CanaryKey) -> None:
+    """A new key makes the canaries in flight unverifiable unless the old one is kept as
+    previous_key: say so once, loudly (the fingerprints name keys without revealing them)."""
+    path = state / FINGERPRINT_FILE
+    with contextlib.suppress(OSError):
+        last = path.read_text().strip()
+        if last == key.fingerprint:
+            return
+        if last and last != key.previous_fingerprint:
+            log.warning("the canary key changed since the last start (fingerprint %s, now %s) "
+                        "and the old key is not configured as [canary] previous_key_*: "
+                        "canaries in flight signed with it cannot be verified any more; "
+                        "they will be counted as forged and end lost", last, key.fingerprint)
+    with contextlib.suppress(OSError):
+        path.write_text(key.fingerprint + "\n")
 
 
 def _create(config: Config, path: Path) -> None:

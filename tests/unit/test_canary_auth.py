@@ -241,3 +241,37 @@ def test_truncated_key_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "state" / KEY_FILE).write_text("abc\n")
     with pytest.raises(ConfigError, match="no usable key"):
         load_canary_key(load(_config(tmp_path)))
+
+
+def test_previous_key_verifies_its_canaries_in_flight_but_signs_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture):
+    old_text, new_text = "the-old-canary-key-0123456789", "the-new-canary-key-9876543210"
+    monkeypatch.setenv("PROBER_OLD_KEY", old_text)
+    monkeypatch.setenv("PROBER_NEW_KEY", new_text)
+    old = load_canary_key(load(_config(tmp_path, '[canary]\nkey_env = "PROBER_OLD_KEY"\n')))
+    in_flight = signed(key=old)
+    # rotated without keeping the old key: canaries in flight cannot verify; said loudly
+    with caplog.at_level(logging.WARNING):
+        rotated = load_canary_key(load(_config(
+            tmp_path, '[canary]\nkey_env = "PROBER_NEW_KEY"\n')))
+    assert not rotated.verify(in_flight, BOB)
+    warnings = [r.getMessage() for r in caplog.records if "canary key changed" in r.getMessage()]
+    assert len(warnings) == 1 and old.fingerprint in warnings[0]
+    assert not any(t in r.getMessage() for r in caplog.records for t in (old_text, new_text))
+    # the same change with the old key kept as previous_key: verified, and no warning
+    (tmp_path / "state" / "canary-key-fingerprint").write_text(old.fingerprint + "\n")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        config = load(_config(tmp_path, '[canary]\nkey_env = "PROBER_NEW_KEY"\n'
+                                        'previous_key_env = "PROBER_OLD_KEY"\n'))
+        both = load_canary_key(config)
+    assert not caplog.records
+    assert both.verify(in_flight, BOB)
+    fresh = signed(key=both)
+    assert rotated.verify(fresh, BOB) and not old.verify(fresh, BOB)  # signs with the new
+    assert 'previous_key = "****" # from env:PROBER_OLD_KEY' in render(config)
+    # unchanged on the next start: nothing to say
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        load_canary_key(config)
+    assert not caplog.records
