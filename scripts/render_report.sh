@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Render the HTML report of the scenario month (tests/sla_scenarios.py, variant a) and take
-# a screenshot of it in headless Chromium, to look at the charts as a person would.
-# Usage: scripts/render_report.sh [OUT_DIR]   (default /tmp/prober-report)
-# Writes OUT_DIR/report.html and OUT_DIR/report.png. Installs Debian's chromium if missing.
+# Render the HTML report of the scenario month (tests/sla_scenarios.py, variant a), or take
+# an existing report (e.g. the demo's), and screenshot it in headless Chromium, to look at
+# the charts as a person would.
+# Usage: scripts/render_report.sh [OUT_DIR [REPORT.html]]   (default /tmp/prober-report)
+# Writes OUT_DIR/report.html (a copy of REPORT.html when given) and OUT_DIR/report.png.
+# Installs Debian's chromium if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-/tmp/prober-report}"
@@ -10,6 +12,9 @@ mkdir -p "$out"
 if ! command -v chromium >/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
 fi
+if [ -n "${2:-}" ]; then
+    [ "$(realpath "$2")" = "$(realpath -m "$out/report.html")" ] || cp "$2" "$out/report.html"
+else
 PYTHONPATH=. .venv/bin/python - "$out/report.html" <<'PY'
 import sys, time
 from prober.sla.local import PointsEvidence
@@ -22,6 +27,7 @@ card = score(PointsEvidence.from_measurements(sc.measurements), sc.settings, 202
              now_ns=time.time_ns(), contracted=sc.contracted)
 open(sys.argv[1], "w", encoding="utf-8").write(render(card, "html"))
 PY
+fi
 profile="$(mktemp -d)"
 trap 'rm -rf "$profile"' EXIT
 chromium --headless --no-sandbox --disable-gpu --disable-background-networking \

@@ -13,9 +13,10 @@ import signal
 import ssl
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 
@@ -49,6 +50,8 @@ class _Server:
     binary = ""
     ready_path = "/"
     ready_status = 200
+    # binary -> Debian package, installed when missing
+    packages: ClassVar[Mapping[str, str]] = PACKAGES
 
     def __init__(self, workdir: str | Path, tls: bool = False) -> None:
         self.workdir = Path(workdir)
@@ -91,7 +94,7 @@ class _Server:
     def start(self, timeout: float = 20.0) -> _Server:
         if self.running:
             return self
-        ensure_packages(PACKAGES)
+        ensure_packages(self.packages)
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self.tls:
             make_self_signed(self.workdir)
@@ -164,6 +167,7 @@ class InfluxDB1(_Server):
     binary = "influxd"
     ready_path = "/ping"
     ready_status = 204
+    packages: ClassVar[Mapping[str, str]] = {"influxd": "influxdb", "openssl": "openssl"}
 
     def __init__(self, workdir: str | Path, auth: bool = False, admin_user: str = "admin",
                  admin_password: str = "admin-secret", tls: bool = False) -> None:
