@@ -80,11 +80,16 @@ CLAUSES: tuple[Clause, ...] = (
            "mean <= {mean_max_s} s (profiles: {profiles})", "s", "month", DOUBLE_TIME,
            {"mean_max_s": 10.0, "profiles": ("broadband",)}),
     Clause("anti_spam", "4", "Anti-spam: gateway filtering, abuse contact, listed sources",
-           "response within one working day", "", "", FEE_WAIVED, measured=False,
-           note="no GTUBE probe is configured; judged from the provider's tickets"),
+           "the GTUBE test handled as configured; abuse@ takes mail; no listing over "
+           "{listed_max_h} h", "", "month", FEE_WAIVED, {"listed_max_h": 24.0},
+           note="from GTUBE canaries, the abuse@ RCPT check and DNSBL lookups; custom rules "
+                "and complaint handling are not observable by a probe"),
     Clause("anti_virus", "5", "Anti-virus: attachment scanning, weekly signature updates",
-           "signature updates at least weekly", "", "", FEE_WAIVED, measured=False,
-           note="no EICAR probe is configured; judged from the provider's records"),
+           "EICAR in .doc .xls .exe .dll .zip .html handled as configured; scanning adds at "
+           "most {extra_delay_max_s} s", "s", "month", FEE_WAIVED,
+           {"extra_delay_max_s": 30.0},
+           note="from EICAR canaries against a clean copy; signature update frequency is not "
+                "observable (any signature set detects a test string)"),
     Clause("backup", "7", "Backup: 90 days after lock; daily incremental, full every 3 days",
            "kept one month", "", "", DOUBLE_TIME, measured=False,
            note="not observable by a probe"),

@@ -11,8 +11,9 @@ What a probe can establish, and what it cannot (the report says this in words):
   signature set), whether custom rules exist, or how fast the provider answers a
   complaint. Those stay with the provider's records.
 
-A clause is "not enough data" when fewer than the clause's share of the period's days have
-a completed test; a breach needs evidence, never an absence of it.
+A clause is "not enough data" when fewer than its minimum share of the period's days
+(default 90 %, `[sla.clauses.ID] min_coverage`) have a completed test; a breach needs
+evidence, never an absence of it, and stands whatever the coverage.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ class FilterVerdict:
     value: float | None
     detail: str
     evidence: list[str] = field(default_factory=list)
+    coverage: float = 0.0  # share of the period's days with a completed test
 
 
 def _str(v: object) -> str | None:
@@ -132,7 +134,7 @@ def _coverage(events: Sequence[FilterEvent | BlocklistEvent | AbuseEvent], start
 
 
 def judge_virus(clause: Clause, events: Sequence[FilterEvent], start_ns: int,
-                end_ns: int) -> FilterVerdict:
+                end_ns: int, minimum: float = 0.9) -> FilterVerdict:
     tests = [e for e in events if e.kind == "virus" and e.as_expected is not None]
     cov, covered, days = _coverage(tests, start_ns, end_ns)
     misses = [e for e in tests if not e.as_expected]
@@ -149,13 +151,13 @@ def judge_virus(clause: Clause, events: Sequence[FilterEvent], start_ns: int,
     variants = sorted({e.variant for e in tests})
     detail = (f"tests on {covered} of {days} days; attachment types tested: "
               f"{', '.join(variants) or 'none'}")
-    return _decide(bool(misses or slow), cov, clause, figure, len(misses) + len(slow), detail,
+    return _decide(bool(misses or slow), cov, minimum, figure, len(misses) + len(slow), detail,
                    evidence)
 
 
 def judge_spam(clause: Clause, events: Sequence[FilterEvent],
                lists: Sequence[BlocklistEvent], abuse: Sequence[AbuseEvent], start_ns: int,
-               end_ns: int) -> FilterVerdict:
+               end_ns: int, minimum: float = 0.9) -> FilterVerdict:
     tests = [e for e in events if e.kind == "spam" and e.as_expected is not None]
     cov, covered, days = _coverage(tests, start_ns, end_ns)
     misses = [e for e in tests if not e.as_expected]
@@ -181,7 +183,7 @@ def judge_spam(clause: Clause, events: Sequence[FilterEvent],
     if abuse:
         figure += f"; abuse contact refused on {len(dead_days)} days"
     detail = f"tests on {covered} of {days} days"
-    return _decide(bool(misses or long_listed or dead_days), cov, clause, figure,
+    return _decide(bool(misses or long_listed or dead_days), cov, minimum, figure,
                    len(evidence), detail, evidence)
 
 
@@ -208,14 +210,13 @@ def _listed_spans(lists: Sequence[BlocklistEvent]) -> dict[tuple[str, str], list
     return out
 
 
-def _decide(broken: bool, coverage: float, clause: Clause, figure: str, value: float,
+def _decide(broken: bool, coverage: float, minimum: float, figure: str, value: float,
             detail: str, evidence: list[str]) -> FilterVerdict:
-    minimum = clause.num("min_days_pct") / 100.0
     if broken:
         # evidence of a failure is a breach whatever the coverage
-        return FilterVerdict(BREACH, figure, value, detail, evidence)
+        return FilterVerdict(BREACH, figure, value, detail, evidence, coverage)
     if coverage < minimum:
         return FilterVerdict(UNKNOWN, figure, value,
-                             f"{detail}; fewer than {minimum * 100:g} % of days tested",
-                             evidence)
-    return FilterVerdict(PASS, figure, value, detail, evidence)
+                             f"{detail}; under the minimum of {minimum * 100:g} % of days "
+                             "tested", evidence, coverage)
+    return FilterVerdict(PASS, figure, value, detail, evidence, coverage)

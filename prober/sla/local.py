@@ -39,7 +39,10 @@ from prober.schema import (
     FIELD_RECEIVE_DELAY_S,
     FIELD_SEND_DELAY_S,
     HEARTBEAT,
+    MAIL_ABUSE,
     MAIL_ACCESS,
+    MAIL_BLOCKLIST,
+    MAIL_FILTER,
     MAIL_ROUNDTRIP,
     TAG_DIRECTION,
     TAG_MAILBOX,
@@ -187,6 +190,7 @@ class LocalEvidence:
         self._sid: dict[str, int] = {}
         self._unusable: dict[tuple[str, str], int] = defaultdict(int)
         self._inventory = Inventory()
+        self._antispam: list[Measurement] = []
         try:
             if reader.has_points:
                 self._load(reader.connection, start_ns, end_ns)
@@ -276,6 +280,9 @@ class LocalEvidence:
         flush(sql)
 
         self._load_access(spool, start_ns, end_ns)
+        self._antispam = [Measurement.from_line(line)
+                          for name in (MAIL_FILTER, MAIL_BLOCKLIST, MAIL_ABUSE)
+                          for line in self._rows(spool, name, start_ns, end_ns)]
 
         sql = "INSERT INTO rt VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
         for key, fields, time_ns in self._points(
@@ -496,6 +503,9 @@ class LocalEvidence:
                 "time_ns >= ? AND time_ns < ? ORDER BY time_ns", (start_ns, end_ns)):
             out[profile] = cls
         return out
+
+    def antispam_points(self, start_ns: int, end_ns: int) -> list[Measurement]:
+        return [p for p in self._antispam if start_ns <= p.time_ns < end_ns]
 
     def inventory(self, start_ns: int, end_ns: int) -> Inventory:
         """What was read (the whole span the evidence was opened for)."""

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from prober.measurement import Measurement
 from prober.schema import (
     ARRIVED,
     FIELD_CANARY,
@@ -30,7 +31,10 @@ from prober.schema import (
     FIELD_RECEIVE_DELAY_S,
     FIELD_SEND_DELAY_S,
     HEARTBEAT,
+    MAIL_ABUSE,
     MAIL_ACCESS,
+    MAIL_BLOCKLIST,
+    MAIL_FILTER,
     MAIL_ROUNDTRIP,
     TAG_DIRECTION,
     TAG_MAILBOX,
@@ -213,6 +217,11 @@ class Evidence(Protocol):
     def inventory(self, start_ns: int, end_ns: int) -> Inventory:
         ...
 
+    def antispam_points(self, start_ns: int, end_ns: int) -> list[Measurement]:
+        """The §4/§5 points (mail_filter, mail_blocklist, mail_abuse) of the range, raw:
+        a few a day per probe, so nothing to reduce."""
+        ...
+
     def unusable(self, start_ns: int, end_ns: int) -> dict[tuple[str, str], int]:
         """(measurement, reason) -> points read that no reduction can use."""
         ...
@@ -237,6 +246,10 @@ def q_missing(start_ns: int, end_ns: int) -> str:
     return (f"SELECT n FROM (SELECT count({HEARTBEAT_FIELD}) AS n FROM {HEARTBEAT} "
             f"WHERE {_range(start_ns, end_ns)} GROUP BY time(1m), vantage fill(0)) "
             f"WHERE n = 0 GROUP BY vantage")
+
+
+def q_antispam(name: str, start_ns: int, end_ns: int) -> str:
+    return f"SELECT * FROM {name} WHERE {_range(start_ns, end_ns)} GROUP BY *"
 
 
 def q_access_failures(start_ns: int, end_ns: int) -> str:
@@ -509,6 +522,19 @@ class InfluxEvidence:
                                 total += value
                     out.append(WebmailBucket(row["time"], profile, target, vantage, n, total,
                                              n_by_load))
+        return out
+
+    def antispam_points(self, start_ns: int, end_ns: int) -> list[Measurement]:
+        out = []
+        names = (MAIL_FILTER, MAIL_BLOCKLIST, MAIL_ABUSE)
+        for name, result in zip(names, self.run([q_antispam(n, start_ns, end_ns)
+                                                 for n in names]), strict=True):
+            for s in result:
+                tags = {k: v for k, v in s["tags"].items() if v}
+                for row in s["rows"]:
+                    fields = {k: v for k, v in row.items() if k != "time" and v is not None}
+                    if fields:
+                        out.append(Measurement(name, tags, fields, int(row["time"])))
         return out
 
     def inventory(self, start_ns: int, end_ns: int) -> Inventory:

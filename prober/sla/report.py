@@ -80,6 +80,7 @@ def to_dict(card: Scorecard) -> dict[str, Any]:
         "unusable_points": [{"measurement": m, "reason": r, "points": n}
                             for (m, r), n in card.unusable.items()],
         "penalties_owed": sorted({v.penalty_owed for v in card.verdicts if v.penalty_owed}),
+        "antispam_evidence": card.antispam_evidence,
         "connectivity": {
             "vantages": c.vantages, "down_minutes": len(c.down),
             "unknown_minutes": len(c.unknown), "unknown_minutes_judged": c.unknown_judged,
@@ -210,6 +211,16 @@ def _evidence_sections(card: Scorecard) -> list[tuple[str, list[str], list[list[
                       for w in card.maintenance]
                      + [["exclusion", w.start.isoformat(), w.end.isoformat(), w.reason]
                         for w in card.exclusions]))
+    rows = []
+    for v in card.verdicts:
+        if v.clause.id in ("anti_spam", "anti_virus") and v.status != NOT_MEASURED:
+            found = card.antispam_evidence.get(v.clause.id, [])
+            rows += [[f"§{v.clause.section}", e] for e in found]
+            rows.append([f"§{v.clause.section}", "what a probe can and cannot establish: "
+                         + v.clause.note])
+    if rows:
+        sections.append(("Anti-spam (§4) and anti-virus (§5): failures, and the probe's reach",
+                         ["clause", "evidence"], rows))
     sections.append(("Webmail page loads per profile",
                      ["profile", "class", "loads", "failed", "without open_s", "mean s"],
                      [[p.profile, p.contract_class or "-", str(p.n), str(len(p.failures)),
@@ -237,7 +248,11 @@ def _text_table(header: list[str], rows: list[list[str]]) -> str:
         for i, cell in enumerate(row):
             widths[i] = min(max(widths[i], len(cell)), 60)
     def line(cells: list[str]) -> str:
-        return "  ".join(cell[:60].ljust(widths[i]) for i, cell in enumerate(cells)).rstrip()
+        # the last column is never cut: nothing comes after it to keep aligned, and it is
+        # where the evidence's words go
+        last = len(cells) - 1
+        return "  ".join(cell if i == last else cell[:60].ljust(widths[i])
+                         for i, cell in enumerate(cells)).rstrip()
     out = [line(header), line(["-" * w for w in widths])]
     out += [line(r) for r in rows]
     return "\n".join(out)

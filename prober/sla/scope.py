@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from prober.config.sla import SlaSettings
-from prober.schema import MAIL_ACCESS, MAIL_ROUNDTRIP, Direction
+from prober.measurement import Measurement
+from prober.schema import MAIL_ACCESS, MAIL_ROUNDTRIP, TAG_VANTAGE, Direction
 from prober.sla.query import (
     NO_VANTAGE,
     AccessFailure,
@@ -176,6 +177,10 @@ class ScopedEvidence:
 
     def inventory(self, start_ns: int, end_ns: int) -> Inventory:
         return self._ev.inventory(start_ns, end_ns)
+
+    def antispam_points(self, start_ns: int, end_ns: int) -> list[Measurement]:
+        return [p for p in self._ev.antispam_points(start_ns, end_ns)
+                if self._v(p.tags.get(TAG_VANTAGE, ""))]
 
     def unusable(self, start_ns: int, end_ns: int) -> dict[tuple[str, str], int]:
         return self._ev.unusable(start_ns, end_ns)

@@ -36,6 +36,14 @@ from prober.schema import (
     Direction,
     RoundtripOutcome,
 )
+from prober.sla.filters import (
+    AbuseEvent,
+    BlocklistEvent,
+    FilterEvent,
+    events_from,
+    judge_spam,
+    judge_virus,
+)
 from prober.sla.query import (
     MINUTE_NS,
     CanaryEvent,
@@ -495,6 +503,19 @@ class Coverage:
 FULL = Coverage(1.0, 0.0)
 
 
+# §4/§5: the share of the period's days with a completed test that a verdict needs
+ANTISPAM_MIN_DAYS = 0.9
+
+
+@dataclass
+class AntispamEvidence:
+    filters: list[FilterEvent]
+    lists: list[BlocklistEvent]
+    abuse: list[AbuseEvent]
+    end_ns: int  # evaluated up to here
+    evidence: dict[str, list[str]] = field(default_factory=dict)  # filled by the verdicts
+
+
 @dataclass
 class Verdict:
     clause: Clause
@@ -543,6 +564,8 @@ class Scorecard:
     scope: Scope = field(default_factory=lambda: Scope(None, None, None))
     # (measurement, reason) -> points read and not judged (scope, unreadable, incomplete)
     unusable: dict[tuple[str, str], int] = field(default_factory=dict)
+    # §4/§5: every failure found, per clause id, with its evidence
+    antispam_evidence: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
@@ -621,8 +644,11 @@ def score(evidence: Evidence, settings: SlaSettings, year: int, month: int,
     year_result = _year(evidence, settings, yr, tz, now_ns, contracted,
                         None if judge_year is not None else period.end_ns, (year, conn))
 
+    filters, lists, abuse = events_from(evidence.antispam_points(period.start_ns, end_ns)
+                                        if end_ns > period.start_ns else [])
+    antispam = AntispamEvidence(filters, lists, abuse, end_ns)
     verdicts = _verdicts(clauses, settings, period, conn, send, receive, web, year_result,
-                         complete, scope)
+                         complete, scope, antispam)
     return Scorecard(
         month=period, timezone=settings.timezone, source=evidence.description,
         generated_ns=now_ns, evaluated_end_ns=end_ns, conn=conn, send=send, receive=receive,
@@ -632,7 +658,7 @@ def score(evidence: Evidence, settings: SlaSettings, year: int, month: int,
         year=year_result, year_explicit=judge_year is not None, verdicts=verdicts,
         webmail_timeout_s=settings.webmail_timeout_s, daily_down=daily_down,
         daily_unknown=daily_unknown, scope=scope,
-        unusable=dict(sorted(unusable.items())))
+        unusable=dict(sorted(unusable.items())), antispam_evidence=antispam.evidence)
 
 
 def _clip(windows: Iterable[Window], period: Period) -> list[Window]:
@@ -705,7 +731,7 @@ def _coverage(c: Clause, settings: SlaSettings, conn: Connectivity, scope: Scope
 def _verdicts(clauses: Sequence[Clause], settings: SlaSettings, period: Period,
               conn: Connectivity, send: DelayResult, receive: DelayResult,
               web: dict[str, ProfileResult], year: YearResult | None,
-              complete: bool, scope: Scope) -> list[Verdict]:
+              complete: bool, scope: Scope, antispam: AntispamEvidence) -> list[Verdict]:
     down = len(conn.down)
     unk = conn.unknown_judged
     cov_text = f"{unk} min no vantage saw"
@@ -748,9 +774,37 @@ def _verdicts(clauses: Sequence[Clause], settings: SlaSettings, period: Period,
             out.append(_delay_verdict(c, r, complete, cov))
         elif c.id.startswith("webmail_"):
             out.append(_webmail_verdict(c, web, complete, cov))
+        elif c.id in ("anti_spam", "anti_virus"):
+            out.append(_antispam_verdict(c, settings, antispam, period, complete))
         else:
             out.append(Verdict(c, NOT_MEASURED, detail="no rule for this clause"))
     return out
+
+
+def _antispam_verdict(c: Clause, settings: SlaSettings, antispam: AntispamEvidence,
+                      period: Period, complete: bool) -> Verdict:
+    """§4/§5 from the filter tests (and for §4 the blocklist and abuse@ checks). No such
+    points at all: the probes are not configured, so "not measured", not "not enough data"."""
+    kind = "spam" if c.id == "anti_spam" else "virus"
+    filters, lists, abuse = antispam.filters, antispam.lists, antispam.abuse
+    ran = [e for e in filters if e.kind == kind]
+    if not ran and not (kind == "spam" and (lists or abuse)):
+        return Verdict(c, NOT_MEASURED, detail=f"no {'GTUBE' if kind == 'spam' else 'EICAR'} "
+                       "test in the period ([[filter]] probes); " + c.note)
+    minimum = settings.clause_min_coverage.get(c.id, ANTISPAM_MIN_DAYS)
+    end = antispam.end_ns
+    v = (judge_spam(c, filters, lists, abuse, period.start_ns, end, minimum)
+         if kind == "spam" else judge_virus(c, filters, period.start_ns, end, minimum))
+    status = v.status
+    if status == PASS and not complete:
+        status = PENDING
+    detail = v.detail + "; " + c.note
+    if v.evidence:
+        shown = v.evidence[:5]
+        detail += "; " + "; ".join(shown) + (f"; and {len(v.evidence) - 5} more"
+                                             if len(v.evidence) > 5 else "")
+    antispam.evidence[c.id] = v.evidence
+    return Verdict(c, status, v.figure, v.value, detail, Coverage(v.coverage, minimum))
 
 
 def _year_verdict(c: Clause, y: YearResult | None, cov: Coverage) -> Verdict:

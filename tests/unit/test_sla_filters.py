@@ -20,9 +20,9 @@ from prober.sla.filters import (
 T0 = 1_793_491_200 * 10**9  # 2026-11-01T00:00Z
 END = T0 + 30 * NS_PER_DAY
 SPAM = Clause("anti_spam", "4", "t", "p", "", "month", "fee",
-              {"listed_max_h": 24.0, "min_days_pct": 90.0})
+              {"listed_max_h": 24.0})
 VIRUS = Clause("anti_virus", "5", "t", "p", "", "month", "fee",
-               {"extra_delay_max_s": 30.0, "min_days_pct": 90.0})
+               {"extra_delay_max_s": 30.0})
 
 
 def daily(kind: str, variant: str, outcome: str = "junk", ok: bool = True,
