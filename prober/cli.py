@@ -63,6 +63,7 @@ def check(config_path: str, routes: tuple[str, ...], as_json: bool, no_write: bo
     import asyncio
 
     from prober.commands import check as checking
+    from prober.commands.check_leftovers import open_leftovers
 
     cfg = load_or_exit(config_path, prefix="PROBER UNKNOWN - ")
     unknown = [r for r in routes if r not in {x.name for x in cfg.routes}]
@@ -71,9 +72,11 @@ def check(config_path: str, routes: tuple[str, ...], as_json: bool, no_write: bo
                    f"(known: {', '.join(r.name for r in cfg.routes) or 'none'})")
         sys.exit(3)
     ledger = None if no_write else _ledger(cfg)
+    leftovers = None if no_write else open_leftovers(cfg)
     try:
         result = asyncio.run(checking.run_check(cfg, list(routes) or None,
-                                                ledger.next_seq if ledger else None))
+                                                ledger.next_seq if ledger else None,
+                                                leftovers))
     except ConfigError as exc:  # e.g. the canary key cannot be read or made
         click.echo(f"PROBER UNKNOWN - config error: {exc}")
         sys.exit(3)
@@ -82,8 +85,9 @@ def check(config_path: str, routes: tuple[str, ...], as_json: bool, no_write: bo
         click.echo(f"PROBER UNKNOWN - internal error: {type(exc).__name__}: {exc}")
         sys.exit(3)
     finally:
-        if ledger is not None:
-            ledger.close()
+        for state in (ledger, leftovers):
+            if state is not None:
+                state.close()
     if not no_write:
         result.delivery_note = _deliver(cfg, result.measurements)
     if as_json:
@@ -91,6 +95,8 @@ def check(config_path: str, routes: tuple[str, ...], as_json: bool, no_write: bo
     else:
         click.echo(result.first_line())
         click.echo(checking.render_table(result))
+        for note in result.notes:
+            click.echo(f"earlier check: {note}")
         if result.delivery_note:
             click.echo(f"measurements: {result.delivery_note}")
     sys.exit(result.state)

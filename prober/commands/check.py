@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from prober.commands.check_leftovers import Leftovers
 from prober.config import Config
 from prober.measurement import Measurement
 from prober.probes.base import ProbeContext
@@ -58,6 +59,7 @@ class CheckResult:
     measurements: list[Measurement]
     perfdata: list[str]
     delivery_note: str = ""
+    notes: list[str] = field(default_factory=list)  # earlier checks' canaries settled now
 
     @property
     def state(self) -> int:
@@ -100,11 +102,13 @@ def _perf(label: str, value: float | None, warn: str = "", crit: str = "") -> st
 
 
 async def run_check(config: Config, routes: list[str] | None = None,
-                    seqs: Callable[[], int] | None = None) -> CheckResult:
+                    seqs: Callable[[], int] | None = None,
+                    leftovers: Leftovers | None = None) -> CheckResult:
     """One pass over `plan(config)`: the same access checks, canaries and page loads as a
     tick of `prober run`. `seqs` numbers the canaries from the agent's counter (the
     ledger's, shared with `prober run` on the same spool); without it they are numbered 0:
-    nothing of this run is written."""
+    nothing of this run is written. With `leftovers`, this run's canaries are entered in
+    the check's ledger, and earlier checks' canaries get their final points."""
     todo = plan(config, routes)
     ctx = context(config)
     vantage = ctx.vantage
@@ -118,6 +122,7 @@ async def run_check(config: Config, routes: list[str] | None = None,
     # Canaries of earlier checks past their wait are this check's leftovers: swept at
     # connect (signed, of this vantage, sent by `prober check`; the daemon's are not touched)
     watchers = {name: MailboxWatcher(config.mailboxes[name], ctx.timeouts, settings, vantage,
+                                     leftovers.on_arrival if leftovers else None,
                                      key=key, check_leftovers_after_s=config.check.wait_s)
                 for name in todo.recipients}
     tasks = [asyncio.create_task(w.run(stop)) for w in watchers.values()]
@@ -134,6 +139,9 @@ async def run_check(config: Config, routes: list[str] | None = None,
 
         def expect(target: CanaryTarget) -> Callable[[CanaryId], None]:
             def register(cid: CanaryId) -> None:
+                if leftovers is not None:  # before the send: a later check can settle it
+                    leftovers.ledger.enter(cid.id, target.route.name, target.route.recipient,
+                                           cid.seq, target.tags(vantage))
                 expected[cid.id] = watchers[target.route.recipient].expect(
                     cid.id, fast_for_s=config.check.wait_s)
             return register
@@ -163,11 +171,18 @@ async def run_check(config: Config, routes: list[str] | None = None,
         arrival = arrivals.get(sent.canary.id)
         outcome = fate(sent, arrival, config.canary.late_after_s)
         point = roundtrip_point(vantage, sent, outcome, arrival)
+        if leftovers is not None:
+            leftovers.ledger.record(point)
         measurements.append(point)
         row = _canary_row(config, sent, point, watchers[sent.route.recipient])
         rows.append(row)
         perf.append(_perf(f"delivery_{sent.route.name}", row.values.get(FIELD_DELIVERY_S),
                           _num(config.check.warning_s), _num(config.check.critical_s)))
+    notes: list[str] = []
+    if leftovers is not None:
+        leftovers.settle([a for w in watchers.values() for a in w.swept_canaries])
+        measurements.extend(leftovers.points)
+        notes = leftovers.notes
     for wrow in webmail_rows:
         rows.append(Row(wrow.check, wrow.target, wrow.state,
                         {"load_s": wrow.values.get("open_s")}, wrow.detail))
@@ -177,7 +192,7 @@ async def run_check(config: Config, routes: list[str] | None = None,
     for point in periodic_points:
         measurements.append(point)
         rows.append(_antispam_row(point))
-    return CheckResult(rows, measurements, perf)
+    return CheckResult(rows, measurements, perf, notes=notes)
 
 
 def _antispam_row(point: Measurement) -> Row:
@@ -335,5 +350,6 @@ def as_json(result: CheckResult) -> dict:
         "rows": [{"check": r.check, "target": r.target, "state": STATE_NAMES[r.state],
                   **r.values, "detail": r.detail} for r in result.rows],
         "delivery": result.delivery_note,
+        "earlier_checks": result.notes,
         "measurements": [m.to_line() for m in result.measurements],
     }

@@ -38,6 +38,7 @@ from prober.probes.imap_session import ImapSession
 
 log = logging.getLogger("prober.watcher")
 SWEEP_EVERY_S = 3600.0
+SWEEP = "sweep"  # Arrival.detect of a leftover the sweep found: detected late, not as it came
 SWEEP_BATCH = 500  # at most this many leftovers per sweep: a bounded FETCH
 FAST_POLL_FOR_S = 120.0  # a fast poll ends this long after the last expect() at the latest
 FULL_SCAN_EVERY_S = 1.0  # while fast polling: a UID FETCH even without an announced change
@@ -51,7 +52,7 @@ class Arrival:
     uid: int
     internaldate_ns: int | None
     detected_ns: int
-    detect: str  # "idle" (a push woke us) or "poll"
+    detect: str  # "idle" (a push woke us), "poll", or SWEEP
     headers: bytes
     # False: an unsigned message, matched by id only; it counts solely for a canary sent
     # before this vantage signed its canaries (the receiver checks that: CanaryKey.since_ns)
@@ -364,7 +365,7 @@ class MailboxWatcher:
             if (verdict is not None and self._removable(verdict, m.flags)
                     and self._leftover(verdict.canary, m.internaldate_ns, now)):
                 stale.append(Arrival(verdict.canary, self.mailbox.name, sess.selected.name,
-                                     m.uid, m.internaldate_ns, now, "sweep", m.headers))
+                                     m.uid, m.internaldate_ns, now, SWEEP, m.headers))
         if stale:
             how = await sess.remove([a.uid for a in stale], self.settings.cleanup,
                                     self.mailbox.imap.trash_folder)
