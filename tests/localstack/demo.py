@@ -392,7 +392,12 @@ class Demo:
         say("Ctrl-C here stops everything.")
         signal.sigwait({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
 
-    def stop_all(self) -> None:
+    def stop_all(self) -> str:
+        """Stop what was started; say what that was."""
+        started = [name for name, there in (
+            ("the two vantages", self.daemons), ("InfluxDB", self.influx),
+            ("the page server", self.web), ("the relay", self.relay),
+            ("Postfix and Dovecot", self.stack.started)) if there]
         stop_processes(self.daemons)
         for fault in self.faults:
             if fault.active:
@@ -406,6 +411,7 @@ class Demo:
             self.influx.stop()
         self.stack.stop()
         shutil.rmtree(self.tmp, ignore_errors=True)
+        return ", ".join(started) or "nothing was running yet"
 
 
 class Ticker:
@@ -570,9 +576,8 @@ def main(argv: list[str]) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup
         say("stopping everything the demo started ...")
-        demo.stop_all()
-        say("stopped: the daemons, InfluxDB, the page server, the relay, Postfix and Dovecot; "
-            f"{demo.tmp} removed")
+        stopped = demo.stop_all()
+        say(f"stopped: {stopped}; {demo.tmp} removed")
     return code
 
 
