@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from prober import __version__
 from prober.agent.clock import SYSTEM, Clock, time_ns
 from prober.agent.ledger import Entry, Ledger, LedgerError
+from prober.agent.prometheus import Exposition, open_exposition
 from prober.agent.scheduler import Tick, TickClock, route_offset, stable_fraction, vantage_offset
 from prober.agent.sdnotify import Notifier
 from prober.agent.spool import Spool, SpoolError, SpoolFull
@@ -91,6 +92,10 @@ class Agent:
         self.ticker: TickClock | None = None
         self.ticks = 0
         self.task_errors = 0
+        # [prometheus]: a live window on the newest points, fed after the spool took them
+        self.exposition = (Exposition(config.prometheus.stale_after_s)
+                           if config.prometheus else None)
+        self._exposition_server: asyncio.Server | None = None
 
     # -- life cycle ---------------------------------------------------------------------
     async def run(self) -> int:
@@ -99,6 +104,9 @@ class Agent:
             loop.add_signal_handler(sig, self.request_stop, sig.name)
         loop.add_signal_handler(signal.SIGHUP, self._request_reload)
         self._start_writer()
+        if self.exposition is not None and self.config.prometheus is not None:
+            self._exposition_server = await open_exposition(
+                self.exposition, self.config.prometheus.host, self.config.prometheus.port)
         watchdog = (asyncio.create_task(self._watchdog())
                     if self.notifier.watchdog_interval_s else None)
         try:
@@ -129,6 +137,8 @@ class Agent:
                 watchdog.cancel()
             await self._shutdown()
             await self._stop_writer(final_drain=True)
+            if self._exposition_server is not None:
+                self._exposition_server.close()
             self.ledger.close()
             self.spool.close()
             log.info("stopped after %d ticks", self.ticks)
@@ -239,6 +249,8 @@ class Agent:
             self._sem = asyncio.Semaphore(new.agent.concurrency)
         if new.agent.tick_s != self.config.agent.tick_s:
             log.warning("reload: [agent] tick_s changed; takes effect at the next start")
+        if new.prometheus != self.config.prometheus:
+            log.warning("reload: [prometheus] changed; takes effect at the next start")
         self.config = new
         self.plan = plan(new, key=self.canary_key)
         self._start_watchers()
@@ -410,6 +422,8 @@ class Agent:
             self.ledger.record(point)
         except SpoolFull:
             return  # counted and logged by the spool; kept in the ledger, spooled again later
+        if self.exposition is not None:
+            self.exposition.observe([point])
         if self.writer is not None:
             self.writer.notify()
 
@@ -545,6 +559,8 @@ class Agent:
             self.spool.append(points)
         except SpoolFull:
             return  # counted (spool_refused) and logged by the spool; the agent goes on
+        if self.exposition is not None:
+            self.exposition.observe(points)
         if self.writer is not None:
             self.writer.notify()
 

@@ -27,6 +27,7 @@ from prober.config.mail import (
     parse_timeouts,
     parse_vantage,
 )
+from prober.config.prometheus import PrometheusSettings, parse_prometheus
 from prober.config.reader import (
     MAX_CONFIG_BYTES,
     ConfigError,
@@ -61,6 +62,8 @@ class Config:
     # §4/§5 probes: off unless configured
     filters: tuple[FilterProbe, ...] = ()
     antispam: AntispamSettings = field(default_factory=AntispamSettings)
+    # the daemon's live view for Prometheus: off unless configured
+    prometheus: PrometheusSettings | None = None
 
 
 def load(path: str | Path) -> Config:
@@ -121,6 +124,7 @@ def parse(data: dict, file: str = "<config>") -> Config:
         contract=resolve(sla.clauses),
         filters=parse_filters(root, mailboxes),
         antispam=parse_antispam(root),
+        prometheus=parse_prometheus(root),
     )
     root.check_unknown()
     return config
