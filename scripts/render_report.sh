@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Render the HTML report of the scenario month (tests/sla_scenarios.py, variant a), or take
-# an existing report (e.g. the demo's), and screenshot it in headless Chromium, to look at
-# the charts as a person would.
-# Usage: scripts/render_report.sh [OUT_DIR [REPORT.html]]   (default /tmp/prober-report)
+# Render the HTML report of a scenario month (tests/sla_scenarios.py), or take an existing
+# report (e.g. the demo's), and screenshot it in headless Chromium, to look at the charts
+# as a person would.
+# Usage: scripts/render_report.sh [OUT_DIR [REPORT.html | a | b | sparse]]
+#   (default /tmp/prober-report, scenario a; sparse: a few down minutes among many unknown)
 # Writes OUT_DIR/report.html (a copy of REPORT.html when given) and OUT_DIR/report.png.
 # Installs Debian's chromium if missing.
 set -euo pipefail
@@ -12,19 +13,25 @@ mkdir -p "$out"
 if ! command -v chromium >/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
 fi
-if [ -n "${2:-}" ]; then
-    [ "$(realpath "$2")" = "$(realpath -m "$out/report.html")" ] || cp "$2" "$out/report.html"
+scenario="${2:-a}"
+if [ -f "$scenario" ]; then
+    [ "$(realpath "$scenario")" = "$(realpath -m "$out/report.html")" ] \
+        || cp "$scenario" "$out/report.html"
 else
-PYTHONPATH=. .venv/bin/python - "$out/report.html" <<'PY'
+PYTHONPATH=. .venv/bin/python - "$out/report.html" "$scenario" <<'PY'
 import sys, time
 from prober.sla.local import PointsEvidence
 from prober.sla.report import render
 from prober.sla.score import score
-from tests.sla_scenarios import build
+from tests.sla_scenarios import build, sparse
 
-sc = build("a")
-card = score(PointsEvidence.from_measurements(sc.measurements), sc.settings, 2026, 9,
-             now_ns=time.time_ns(), contracted=sc.contracted)
+if sys.argv[2] == "sparse":
+    points, settings, contracted = sparse()
+else:
+    sc = build(sys.argv[2])
+    points, settings, contracted = sc.measurements, sc.settings, sc.contracted
+card = score(PointsEvidence.from_measurements(points), settings, 2026, 9,
+             now_ns=time.time_ns(), contracted=contracted)
 open(sys.argv[1], "w", encoding="utf-8").write(render(card, "html"))
 PY
 fi

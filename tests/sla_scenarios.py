@@ -276,3 +276,40 @@ def _webmail(start: int, end: int, nb_mean: float, bb_mean: float) -> list[Measu
                                                     "profile": profile, "outcome": outcome},
                                    fields, _ns(v, m) + 5 * 10**8))  # type: ignore[arg-type]
     return out
+
+
+def sparse() -> tuple[list[Measurement], SlaSettings, set[str]]:
+    """September 2026 seen for 4 hours a day only (many unknown minutes), with 6, 2 and 4
+    down minutes on the 9th, 14th and 22nd: the month the report's down chart must not hide.
+    Three vantages, alice's IMAP failing at all of them in the down minutes."""
+    ms: list[Measurement] = []
+    down = {t(9, 10, 0) + i for i in range(6)} | {t(14, 11, 0) + i for i in range(2)} | {
+        t(22, 12, 30) + i for i in range(4)}
+    for day in range(1, DAYS + 1):
+        for m in range(t(day, 9, 0), t(day, 13, 0)):
+            for v in VANTAGES:
+                ns = _ns(v, m)
+                ms.append(Measurement("prober_heartbeat", {"vantage": v},
+                                      {"uptime_s": 60.0, "version": "test"}, ns))
+                fail = m in down
+                if fail or m % 30 == 0:
+                    ms.append(Measurement("mail_access", {
+                        "vantage": v, "mailbox": ALICE, "protocol": "imap",
+                        "outcome": "fail" if fail else "ok"},
+                        {"total_s": 0.2, "error": "imap refused" if fail else None},
+                        ns + 10**8))
+                if m % 10 == 0:
+                    sender, recipient, direction = ROUTES["int"]
+                    ms.append(Measurement("mail_roundtrip", {
+                        "vantage": v, "route": "int", "sender": sender, "recipient": recipient,
+                        "direction": direction}, {"outcome": "delivered", "canary": f"s{m}{v}",
+                                                  "delivery_s": 4.0 + (m % 7),
+                                                  "send_delay_s": 1.0 + (m % 3),
+                                                  "receive_delay_s": 3.0 + (m % 4)},
+                        ns + 2 * 10**8))
+                if m % 60 == 0 and day % 3:
+                    ms.append(Measurement("webmail_load", {
+                        "vantage": v, "target": "webmail", "profile": "broadband",
+                        "outcome": "ok"}, {"load_s": 4.0 + day / 10, "open_s": 4.0 + day / 10,
+                                           "contract_class": "broadband"}, ns + 5 * 10**8))
+    return ms, SlaSettings(timezone="UTC", mailboxes=("alice",)), {ALICE}

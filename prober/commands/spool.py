@@ -31,10 +31,10 @@ _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 def parse_when(text: str, now_ns: int | None = None) -> int:
     """A point in time as UNIX ns: a duration back from now ("90m", "7d") or an ISO 8601
     date/time (UTC when no offset is given)."""
-    now_ns = datetime.now(UTC).timestamp() * 1e9 if now_ns is None else now_ns
+    now = datetime.now(UTC).timestamp() * 1e9 if now_ns is None else float(now_ns)
     m = _DURATION.match(text.strip())
     if m:
-        return int(now_ns - float(m.group(1)) * _UNIT_S[m.group(2)] * 1e9)
+        return int(now - float(m.group(1)) * _UNIT_S[m.group(2)] * 1e9)
     try:
         when = datetime.fromisoformat(text.strip())
     except ValueError:

@@ -20,6 +20,7 @@ writes of one point are neighbours.
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 import sqlite3
 import tempfile
@@ -101,7 +102,9 @@ _KNOWN_RT = frozenset(RoundtripOutcome)
 _KNOWN_ACCESS = frozenset(AccessOutcome)
 _EVENTS = tuple(str(o) for o in EVENT_OUTCOMES)
 # A field list without backslashes: key=value pairs, a string value in plain quotes.
+_PAIR = r'[^,="]+=(?:"[^"]*"|[^,"]+)'
 _FIELD = re.compile(r'([^,="]+)=("[^"]*"|[^,"]+)(?:,|\Z)')
+_FIELDS = re.compile(f"{_PAIR}(?:,{_PAIR})*")
 _PENDING = f'{FIELD_OUTCOME}="{RoundtripOutcome.PENDING}"'
 
 Raw = dict[str, str]  # field -> its text in the line ('"s"', '1.5', '3i', 'true')
@@ -116,10 +119,8 @@ def _split(line: str) -> tuple[str, Raw, int]:
         try:
             key, rest = line.split(" ", 1)
             text, ts = rest.rsplit(" ", 1)
-            pairs = _FIELD.findall(text)
-            if pairs and sum(len(k) + len(v) + 1 for k, v in pairs) + len(pairs) - 1 == len(
-                    text) and "," not in key[-1:]:
-                return key, dict(pairs), int(ts)
+            if _FIELDS.fullmatch(text) and not key.endswith(","):
+                return key, dict(_FIELD.findall(text)), int(ts)
         except ValueError:
             pass
     name, tags, fields, time_ns = parse_line(line)
@@ -162,13 +163,15 @@ def _number(raw: str | None) -> float | None:
     """A numeric field's value; None when absent; _NotANumber when it is text or a bool."""
     if raw is None:
         return None
-    if raw.startswith('"') or raw in ("t", "T", "true", "True", "TRUE", "f", "F", "false",
-                                      "False", "FALSE"):
-        raise _NotANumber(raw)
     try:
-        return float(raw[:-1]) if raw.endswith(("i", "u")) else float(raw)
+        value = float(raw)  # the common case: a float as the writer prints it
     except ValueError:
+        if raw.endswith(("i", "u")) and raw[:-1].lstrip("-").isdigit():
+            return float(raw[:-1])
         raise _NotANumber(raw) from None
+    if not math.isfinite(value):  # "inf", "nan": not something line protocol carries
+        raise _NotANumber(raw)
+    return value
 
 
 class LocalEvidence:
@@ -230,8 +233,15 @@ class LocalEvidence:
         at = None
         for line in lines:
             try:
-                key, fields, time_ns = _split(line)
-            except LineProtocolError:
+                if _PENDING in line and "\\" not in line:
+                    # a canary's first write: its fate, written next, carries every field
+                    # again; only the outcome matters if no fate follows (still in flight)
+                    key, _, rest = line.partition(" ")
+                    fields, time_ns = {FIELD_OUTCOME: f'"{RoundtripOutcome.PENDING}"'}, int(
+                        rest.rsplit(" ", 1)[1])
+                else:
+                    key, fields, time_ns = _split(line)
+            except (LineProtocolError, ValueError, IndexError):
                 self._drop(name, BAD_LINE, None)
                 continue
             if time_ns != at:
@@ -284,9 +294,13 @@ class LocalEvidence:
                           for name in (MAIL_FILTER, MAIL_BLOCKLIST, MAIL_ABUSE)
                           for line in self._rows(spool, name, start_ns, end_ns)]
 
+        # A canary's first write ("pending") is passed over in SQL: its fate, written at the
+        # same series and time, carries every field again, and a canary still in flight is
+        # not judged (it is counted below, with the canaries whose fate is not known).
         sql = "INSERT INTO rt VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
         for key, fields, time_ns in self._points(
-                self._rows(spool, MAIL_ROUNDTRIP, start_ns, end_ns), MAIL_ROUNDTRIP):
+                self._rows(spool, MAIL_ROUNDTRIP, start_ns, end_ns,
+                           f"AND line NOT LIKE '%{_PENDING}%'"), MAIL_ROUNDTRIP):
             row = self._canary(key, fields, time_ns)
             if row is not None:
                 batch.append(row)
@@ -297,6 +311,8 @@ class LocalEvidence:
         for sid, n in db.execute("SELECT sid, count(*) FROM rt WHERE time_ns >= ? AND "
                                  "time_ns < ? GROUP BY sid", self._focus).fetchall():
             route, vantage, direction, sender, recipient = self._series[sid]
+            seen = (MAIL_ROUNDTRIP, vantage)
+            self._inventory.points[seen] = self._inventory.points.get(seen, 0) + n
             self._inventory.routes.append(RouteSeen(route, vantage, direction, sender,
                                                     recipient, n))
 
@@ -380,7 +396,6 @@ class LocalEvidence:
             self._series.append((tags.get(TAG_ROUTE, ""), tags[TAG_VANTAGE],
                                  tags.get(TAG_DIRECTION, ""), tags.get(TAG_SENDER, ""),
                                  tags.get(TAG_RECIPIENT, "")))
-        self._seen(MAIL_ROUNDTRIP, self._series[sid][1], time_ns)
         outcome = _text(fields.get(FIELD_OUTCOME))
         if outcome not in _KNOWN_RT:
             self._drop(MAIL_ROUNDTRIP, UNKNOWN_OUTCOME, time_ns)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import itertools
 import json
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -317,7 +318,7 @@ def _frame(title: str, width: int, height: int, left: int, top: int, w: float, h
     return out
 
 
-def _threshold_lines(lines: list[tuple[float, str]], left: int, top: int, w: float, h: float,
+def _threshold_lines(lines: Sequence[tuple[float, str]], left: int, top: int, w: float, h: float,
                      ymax: float) -> list[str]:
     """The contract's limits (1 min, 1 h, 10 s, 30 s) as labelled horizontal lines."""
     out = []
@@ -341,7 +342,7 @@ def _legend(series: list, left: int, height: int) -> list[str]:
 
 
 def _svg_bars(title: str, labels: list[str], series: list[tuple[str, str, list[float]]],
-              lines: list[tuple[float, str]] = (), vlines: list[tuple[float, str]] = (),
+              lines: Sequence[tuple[float, str]] = (), vlines: Sequence[tuple[float, str]] = (),
               unit: str = "", width: int = 1000, height: int = 260) -> str:
     """Stacked bars per label; `lines` are horizontal (value), `vlines` vertical (bar index)."""
     left, bottom, top, right = 55, 50, 30, 15
@@ -352,7 +353,7 @@ def _svg_bars(title: str, labels: list[str], series: list[tuple[str, str, list[f
     bw = w / n
     out = _frame(title, width, height, left, top, w, h, ymax, unit)
     for i, label in enumerate(labels):
-        y = top + h
+        y: float = top + h
         for _name, color, values in series:
             bh = h * values[i] / ymax
             if bh > 0:

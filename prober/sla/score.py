@@ -198,8 +198,9 @@ def provider_side(event: CanaryEvent) -> list[str]:
         return ([event.sender] if event.direction in (Direction.OUTBOUND, Direction.INTERNAL)
                 else [])
     if event.outcome == RoundtripOutcome.LOST:
-        side = {Direction.OUTBOUND: [event.sender], Direction.INBOUND: [event.recipient],
-                Direction.INTERNAL: [event.sender, event.recipient]}
+        side: dict[str, list[str]] = {
+            Direction.OUTBOUND: [event.sender], Direction.INBOUND: [event.recipient],
+            Direction.INTERNAL: [event.sender, event.recipient]}
         return side.get(event.direction, [event.sender, event.recipient])
     return []
 
@@ -382,16 +383,16 @@ def delays(evidence: Evidence, side: str, max_s: float, segs: Sequence[tuple[int
     for f in sorted(set(use.values())):
         over: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0] * len(DELAY_EDGES))
         for start, end in segs:
-            for key, counts in evidence.delay_over(f, DELAY_EDGES, start, end).items():
-                acc = over[key]
+            for rv, counts in evidence.delay_over(f, DELAY_EDGES, start, end).items():
+                acc = over[rv]
                 for i, c in enumerate(counts):
                     acc[i] += c
-        for key, chosen in use.items():
+        for rv, chosen in use.items():
             if chosen != f:
                 continue
-            s = next(v for k, v in series.items() if k[:2] == key)
+            s = next(v for k, v in series.items() if k[:2] == rv)
             n = s.n[chosen]
-            counts = over.get(key, [0] * len(DELAY_EDGES))
+            counts = over.get(rv, [0] * len(DELAY_EDGES))
             cumulative = [n, *counts]
             for i in range(len(DELAY_EDGES)):
                 result.bins[i] += cumulative[i] - cumulative[i + 1]
