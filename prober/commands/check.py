@@ -304,9 +304,12 @@ def _canary_row(config: Config, sent: Sent, point: Measurement,
     if outcome in (RoundtripOutcome.SEND_FAILED, RoundtripOutcome.SEND_UNCERTAIN):
         return Row("canary", target, CRITICAL, values, f"{outcome}: {f.get(FIELD_ERROR)}")
     if delivery is None:
-        why = (f"IMAP watcher down: {watcher.last_error}" if not watcher.up and
-               watcher.last_error else f"not seen within {config.check.wait_s:g} s")
-        return Row("canary", target, CRITICAL, values, f"not delivered: {why}")
+        # "not delivered" is never known here: the canary may be in the mailbox unseen
+        # (the IMAP side failed) or arrive after the wait; a later check settles its point
+        why = (f"delivery unknown: IMAP watcher down: {watcher.last_error}"
+               if not watcher.up and watcher.last_error
+               else f"not seen within {config.check.wait_s:g} s (pending)")
+        return Row("canary", target, CRITICAL, values, why)
     detail = f"{outcome} in {delivery:.2f} s via {f.get('detect')}"
     if delivery > config.check.critical_s:
         return Row("canary", target, CRITICAL, values,

@@ -7,8 +7,8 @@ so a later check can give that point its final outcome, same series and timestam
 removes it), `lost` once `[canary] lost_after_s` has passed without it.
 
 A leftover's own detection came late (nobody was watching), so its delay is taken from
-the server's INTERNALDATE (`visible_s`, 1 s resolution): the provider is charged with when
-the canary became visible, not with when a check next looked.
+the server's INTERNALDATE (`visible_s`, 1 s resolution, at least 0): the provider is
+charged with when the canary became visible, not with when a check next looked.
 """
 
 from __future__ import annotations
@@ -67,8 +67,13 @@ class Leftovers:
         accepted = entry.time_ns or entry.created_ns
         fields = fields_at_arrival(arrival, accepted, direction,
                                    route.provider_domains if route else ())
-        if arrival.detect == SWEEP:
-            fields[FIELD_DELIVERY_S] = fields.get("visible_s")  # see the module's docstring
+        visible = fields.get("visible_s")
+        if arrival.detect == SWEEP and isinstance(visible, float):
+            # see the module's docstring; INTERNALDATE has whole seconds (truncated), so a
+            # canary visible within the second of its acceptance reads up to 1 s early
+            fields[FIELD_DELIVERY_S] = max(visible, 0.0)
+        elif arrival.detect == SWEEP:
+            fields[FIELD_DELIVERY_S] = None
         delay = fields.get(FIELD_DELIVERY_S)
         late = isinstance(delay, float) and delay > self.config.canary.late_after_s
         outcome = RoundtripOutcome.LATE if late else RoundtripOutcome.DELIVERED

@@ -98,7 +98,7 @@ def test_a_canary_that_came_after_its_check_gave_up_is_settled_by_the_next(
     assert point.fields["outcome"] == "delivered"
     assert point.fields["detect"] == "sweep"
     # the delay is the server's INTERNALDATE, not when the second check looked
-    assert point.fields["delivery_s"] == point.fields["visible_s"]
+    assert point.fields["delivery_s"] == max(float(point.fields["visible_s"]), 0.0)
     assert 1.0 <= float(point.fields["delivery_s"]) < 6.0
     assert point.fields["seq"] == pending.fields["seq"]
     (note,) = second["earlier_checks"]
@@ -132,3 +132,33 @@ def test_a_canary_never_delivered_becomes_lost_after_lost_after_s(
     assert (lost[0].tags, lost[0].time_ns) == (pending.tags, pending.time_ns)
     (note,) = later["earlier_checks"]
     assert "pending -> lost" in note
+
+
+def test_imap_login_failing_is_delivery_unknown_and_the_next_check_settles_it(
+        mail_stack: MailStack, tmp_path: Path) -> None:
+    _, plain = _configs(mail_stack, tmp_path)
+    bad_login = tmp_path / "bad-login.toml"
+    env_name = mail_stack.password_env("bob")
+    bad_login.write_text(plain.read_text().replace(f'password_env = "{env_name}"',
+                                                   'password_env = "PROBER_TEST_WRONG_BOB"'))
+    r = run_prober("check", "-c", str(bad_login), "--json",
+                   env={"PROBER_TEST_WRONG_BOB": "not-bobs-password"})
+    first = json.loads(r.stdout)
+    assert r.returncode == 2, r.stdout
+    (row,) = [x for x in first["rows"] if x["check"] == "canary"]
+    # delivered (Postfix took it, Dovecot saved it) but unseen: not "not delivered"
+    assert row["detail"].startswith("delivery unknown: IMAP watcher down: auth: "), row
+    (pending,) = _roundtrips(first)
+    assert pending.fields["outcome"] == "pending"
+    canary = str(pending.fields["canary"])
+    deadline = time.monotonic() + 10
+    while not _in_mailbox(mail_stack, canary):
+        assert time.monotonic() < deadline, "the canary never reached bob"
+        time.sleep(0.05)
+    time.sleep(3)  # past wait_s: a leftover
+
+    second = _check(plain)
+    (point,) = [p for p in _roundtrips(second) if p.fields["canary"] == canary]
+    assert point.fields["outcome"] == "delivered" and point.time_ns == pending.time_ns
+    assert 0 <= float(point.fields["delivery_s"]) < 3  # INTERNALDATE: soon after acceptance
+    assert not _in_mailbox(mail_stack, canary)

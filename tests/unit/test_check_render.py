@@ -280,7 +280,7 @@ def test_canary_row_send_uncertain(config: Config) -> None:
 def test_canary_row_not_seen_in_time(config: Config) -> None:
     row = canary_row(config, make_sent(config), None)
     assert row.state == CRITICAL
-    assert row.detail == "not delivered: not seen within 90 s"
+    assert row.detail == "not seen within 90 s (pending)"
     assert row.values["delivery_s"] is None
 
 
@@ -289,7 +289,7 @@ def test_canary_row_watcher_down(config: Config) -> None:
                    error=ProbeError("refused", "connect", "connection refused"))
     row = canary_row(config, make_sent(config), None, down)
     assert row.state == CRITICAL
-    assert row.detail == ("not delivered: IMAP watcher down: "
+    assert row.detail == ("delivery unknown: IMAP watcher down: "
                           "connect: refused: connection refused")
 
 
