@@ -32,10 +32,13 @@ from tests.webmail_model import (
 )
 from tests.webserver import WebServer, make_cert, page, server_tls_context
 
-TREE = {"/": ["/a.css", "/b.css", "/app.js", "/logo.png"], "/a.css": ["/c.css", "/bg1.png"],
-        "/b.css": ["/f.woff2", "/bg2.png"], "/c.css": ["/bg3.png"]}
+# The images of matching rules and the font the text uses are asked for once the page and
+# all its stylesheets are in: when the imported c.css, the last, arrives.
+TREE = {"/": ["/a.css", "/b.css", "/app.js", "/logo.png"], "/a.css": ["/c.css"],
+        "/c.css": ["/bg1.png", "/bg2.png", "/bg3.png", "/f.woff2"]}
 HTML = ('<html><head><link rel=stylesheet href="/a.css"><link rel=stylesheet href="/b.css">'
-        '<script src="/app.js"></script></head><body><img src="/logo.png"></body></html>')
+        '<script src="/app.js"></script></head><body><div class=x></div><div class=y></div>'
+        '<img src="/logo.png"><p>Inbox</p></body></html>')
 
 
 def routes(unit: int) -> dict[str, object]:
@@ -45,9 +48,10 @@ def routes(unit: int) -> dict[str, object]:
     return {
         "/": page(HTML),
         "/single": page("<html><body>" + "mail " * (8 * unit // 5) + "</body></html>"),
-        "/a.css": page("body{background:url(bg1.png)} @import url('c.css');" + pad, "text/css"),
+        "/a.css": page("@import url('c.css'); body{background:url(bg1.png)}" + pad, "text/css"),
         "/b.css": page("@font-face{font-family:x;src:url(/f.woff2) format('woff2'),"
-                       "url(/f.woff) format('woff')} .x{background:url(/bg2.png)}" + pad,
+                       "url(/f.woff) format('woff')} .x{background:url(/bg2.png)} "
+                       "p{font-family:x}" + pad,
                        "text/css"),
         "/c.css": page(".y{background:url(/bg3.png)}", "text/css"),
         "/app.js": page("x" * 3 * unit, "text/javascript"),

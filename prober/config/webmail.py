@@ -42,6 +42,19 @@ class LoginSettings:
 
 
 @dataclass(frozen=True)
+class ExtraRequest:
+    """A request the page's scripts make (e.g. the message list's XHR), which the httpx
+    engine cannot see: fetched once the page (or, `after = "login"`, the inbox) and its
+    scripts are in, and counted in that page's time like any sub-resource."""
+
+    url: str  # absolute, or relative to the target's url
+    after: str = "page"  # page | login
+
+
+EXTRA_AFTER = ("page", "login")
+
+
+@dataclass(frozen=True)
 class WebmailLimits:
     max_requests: int = 200
     max_page_bytes: int = 5_000_000
@@ -68,6 +81,7 @@ class WebmailTarget:
     over_threshold: str = "warning"
     # the login's password may cross plain http:// (the configured URL or a form's action)
     allow_plaintext: bool = False
+    extra_requests: tuple[ExtraRequest, ...] = ()
 
     def timeout_for(self, profile: Profile, contract: Contract) -> float:
         if self.timeout_s is not None:
@@ -140,6 +154,21 @@ def _limits(s: Section | None) -> WebmailLimits:
     return limits
 
 
+def _extras(sections: list[Section], has_login: bool) -> tuple[ExtraRequest, ...]:
+    extras = []
+    for e in sections:
+        url = e.text("url")
+        parts = urlsplit(url)
+        if parts.scheme not in ("", "http", "https") or any(c in url for c in "\r\n "):
+            raise e.error("url", f"{url!r} must be an http(s) URL or a path")
+        after = e.choice("after", EXTRA_AFTER, "page")
+        if after == "login" and not has_login:
+            raise e.error("after", '"login" needs a [webmail.login] table')
+        e.check_unknown()
+        extras.append(ExtraRequest(url, after))
+    return tuple(extras)
+
+
 def parse_target(s: Section, custom: dict[str, Profile]) -> WebmailTarget:
     name = s.text("name")
     url = s.text("url")
@@ -190,6 +219,7 @@ def parse_target(s: Section, custom: dict[str, Profile]) -> WebmailTarget:
         engine=engine,
         over_threshold=s.choice("over_threshold", OVER_THRESHOLD_STATES, "warning"),
         allow_plaintext=allow_plaintext,
+        extra_requests=_extras(s.tables("extra"), login_s is not None),
     )
     s.check_unknown()
     return target

@@ -22,7 +22,7 @@ import ssl
 import time
 import typing
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit
 
 import certifi
@@ -33,7 +33,14 @@ from prober.measurement import Measurement, one_line
 from prober.probes.base import ProbeContext
 from prober.probes.errors import classify
 from prober.probes.throttle import EmulatedTransport, Link
-from prober.probes.webmail_discover import PageScanner, Resource, css_resources
+from prober.probes.webmail_css import (
+    Rule,
+    StyleSheet,
+    compute,
+    parse_declarations,
+    parse_stylesheet,
+)
+from prober.probes.webmail_discover import PageScanner, Resource
 from prober.probes.webmail_point import (
     CLOSE_TIMEOUT_S,
     MAX_DETAIL,
@@ -58,7 +65,6 @@ _ACCEPT = {
     "document": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
     "stylesheet": "text/css,*/*;q=0.1",
     "image": "image/avif,image/webp,image/apng,image/*,*/*;q=0.8",
-    "icon": "image/avif,image/webp,image/apng,image/*,*/*;q=0.8",
     "font": "*/*",
     "script": "*/*",
     "preload": "*/*",
@@ -129,6 +135,25 @@ class _Budget:
 _REDIRECTS = (301, 302, 303, 307, 308)
 
 
+# How deep iframes are followed (a frame in a frame in the page).
+MAX_FRAME_DEPTH = 3
+
+
+@dataclass
+class _Doc:
+    """One document of the load (the page, the inbox, an iframe) and what its style pass
+    and its extra requests wait for."""
+
+    scanner: PageScanner
+    phase: str  # "page" or "login": which configured extra requests follow it
+    depth: int = 0
+    complete: bool = False
+    styled: bool = False
+    scripts: set[str] = field(default_factory=set)  # its scripts still loading
+    extras_started: bool = False
+    inline_sheets: list[StyleSheet] | None = None
+
+
 @dataclass
 class PageResult:
     url: str
@@ -187,6 +212,10 @@ class _Loader:
         self.last_ttfb: float | None = None  # of the document being fetched, even if cut off
         self.last_status: int | None = None
         self.budget = _Budget(self.limits.max_total_bytes)
+        self.phase = "page"
+        self.docs: list[_Doc] = []
+        # stylesheets by the URL that asked for them: parsed, or None when they failed
+        self.sheets: dict[str, StyleSheet | None] = {}
 
     def elapsed(self) -> float:
         return self.loop.time() - self.t0
@@ -252,18 +281,22 @@ class _Loader:
                         headers.pop("Content-Type", None)
                     continue
                 scanner = PageScanner(str(resp.url))
+                doc = _Doc(scanner, self.phase)
+                self.docs.append(doc)
                 ctype = resp.headers.get("content-type", "text/html").lower()
                 if resp.status_code >= 400 or "html" not in ctype:
                     await self._drain(resp, self.limits.max_page_bytes, "page")
                 else:
-                    await self._read_html(resp, scanner)
+                    await self._read_html(resp, doc, defer=True)
                 result = PageResult(str(resp.url), resp.status_code, resp.http_version,
                                     scanner, ttfb, self.elapsed())
             # Found in the last part of the page: started now that its connection is free
             # again, as a browser that had the whole page in one read would reuse it.
             deferred, self._deferred = self._deferred, []
             for res in deferred:
-                self.discover(res)
+                self.discover(res, doc)
+            doc.complete = True
+            self._after(doc)
             return result
 
     async def _decoded(self, resp: httpx.Response, limit: int, what: str,
@@ -288,7 +321,8 @@ class _Loader:
                              f"bytes", resp.status_code)
         self._check_total()
 
-    async def _read_html(self, resp: httpx.Response, scanner: PageScanner) -> None:
+    async def _read_html(self, resp: httpx.Response, doc: _Doc, defer: bool) -> None:
+        scanner = doc.scanner
         try:
             decoder = codecs.getincrementaldecoder(resp.charset_encoding or "utf-8")("replace")
         except LookupError:
@@ -300,10 +334,11 @@ class _Loader:
             async for chunk in self._decoded(resp, limit, "page"):
                 self.page_bytes = resp.num_bytes_downloaded
                 scanner.feed(decoder.decode(chunk))
-                if resp.headers.get("content-length") == str(resp.num_bytes_downloaded):
+                if defer and resp.headers.get("content-length") == str(
+                        resp.num_bytes_downloaded):
                     self._deferred.extend(scanner.take())  # the page is complete
                 for res in scanner.take():
-                    self.discover(res)
+                    self.discover(res, doc)
                 self.stage = (f"receiving the page HTML of {resp.url} "
                               f"({self.page_bytes} bytes so far)")
         except LoadFailed as exc:
@@ -313,7 +348,11 @@ class _Loader:
             raise
         scanner.feed(decoder.decode(b"", final=True))
         scanner.close()
-        self._deferred.extend(scanner.take())
+        if defer:
+            self._deferred.extend(scanner.take())
+        else:
+            for res in scanner.take():
+                self.discover(res, doc)
 
     async def _drain(self, resp: httpx.Response, limit: int, what: str) -> None:
         """Read a body to its end without keeping it (counted on the wire, not decoded)."""
@@ -327,20 +366,24 @@ class _Loader:
 
     # -- sub-resources ---------------------------------------------------------------------
 
-    def discover(self, res: Resource) -> None:
+    def discover(self, res: Resource, doc: _Doc | None = None) -> None:
         if res.url in self.seen:
             return
         self.seen.add(res.url)
         if self.requests >= self.limits.max_requests:
             self.skipped += 1
+            if res.kind == "stylesheet":
+                self.sheets[res.url] = None  # never coming: the style pass goes on without
             return
         self.requests += 1
-        task = asyncio.create_task(self._fetch(res))
+        if res.kind == "script" and doc is not None:
+            doc.scripts.add(res.url)
+        task = asyncio.create_task(self._fetch(res, doc))
         self.tasks.add(task)
         self.pending[task] = res.url
         task.add_done_callback(lambda t: self.pending.pop(t, None))
 
-    async def _fetch(self, res: Resource) -> None:
+    async def _fetch(self, res: Resource, doc: _Doc | None) -> None:
         headers = {"Accept": _ACCEPT.get(res.kind, "*/*")}
         try:
             async with self._limiter(res.url), self.client.stream(
@@ -348,16 +391,25 @@ class _Loader:
                 self._note_protocol(resp)
                 # A redirect costs a request too, as in a browser's count.
                 self.requests += len(resp.history)
-                is_css = (res.kind == "stylesheet"
-                          or "text/css" in resp.headers.get("content-type", ""))
+                ctype = resp.headers.get("content-type", "")
+                is_css = res.kind == "stylesheet" or "text/css" in ctype
                 limit = self.limits.max_resource_bytes
                 if resp.status_code >= 400:
                     await self._drain(resp, limit, "resource")
                     self._fail(res.url, f"HTTP {resp.status_code}")
                 elif is_css:
-                    css = await self._text(resp, limit, "resource")
-                    for sub in css_resources(css, str(resp.url)):
-                        self.discover(sub)
+                    sheet = parse_stylesheet(await self._text(resp, limit, "resource"),
+                                             str(resp.url))
+                    self.sheets[res.url] = sheet
+                    for url in sheet.imports:  # fetched at once, as part of their sheet
+                        self.discover(Resource(url, "stylesheet"))
+                elif (res.kind == "document" and "html" in ctype.lower()
+                      and (doc.depth if doc else 0) < MAX_FRAME_DEPTH):
+                    frame = _Doc(PageScanner(str(resp.url)), self.phase,
+                                 (doc.depth if doc else 0) + 1)
+                    self.docs.append(frame)
+                    await self._read_html(resp, frame, defer=False)
+                    frame.complete = True
                 else:
                     await self._drain(resp, limit, "resource")
         except LoadFailed as exc:
@@ -368,6 +420,81 @@ class _Loader:
             self._fail(res.url, "too many redirects")
         except httpx.HTTPError as exc:
             self._fail(res.url, f"{type(exc).__name__}: {exc}")
+        finally:
+            if res.kind == "stylesheet":
+                self.sheets.setdefault(res.url, None)
+            for d in self.docs:
+                d.scripts.discard(res.url)
+        for d in list(self.docs):
+            self._after(d)
+
+    # -- what style and scripts add ---------------------------------------------------------
+
+    def _after(self, doc: _Doc) -> None:
+        """Once the document is in: its style pass when its stylesheets are all in too,
+        and the configured extra requests when its scripts have run."""
+        if not doc.complete:
+            return
+        if not doc.styled:
+            order = self._cascade_order(doc)
+            if order is not None:
+                doc.styled = True
+                base = doc.scanner.base
+                inline: dict[int, Rule] = {}
+                for el, css in doc.scanner.inline:
+                    inline[id(el)] = parse_declarations(css, base)
+                wanted = compute(doc.scanner.root, order, inline)
+                for url in wanted.images:
+                    self.discover(Resource(url, "image"), doc)
+                for url in wanted.fonts:
+                    self.discover(Resource(url, "font"), doc)
+        if not doc.extras_started and doc.depth == 0 and not doc.scripts:
+            doc.extras_started = True
+            for extra in self.target.extra_requests:
+                if extra.after == doc.phase:
+                    self.discover(Resource(str(httpx.URL(self.target.url).join(extra.url)),
+                                           "xhr"), doc)
+
+    def _cascade_order(self, doc: _Doc) -> list[StyleSheet] | None:
+        """The document's stylesheets in cascade order (each import before the sheet that
+        imports it), or None while one of them is still loading."""
+        if doc.inline_sheets is None:
+            doc.inline_sheets = [parse_stylesheet(css, doc.scanner.base)
+                                 for kind, css in doc.scanner.styles if kind == "style"]
+            for sheet in doc.inline_sheets:
+                for url in sheet.imports:
+                    self.discover(Resource(url, "stylesheet"), doc)
+        order: list[StyleSheet] = []
+        visited: set[str] = set()
+
+        def add(sheet: StyleSheet) -> bool:
+            for url in sheet.imports:
+                if url in visited:
+                    continue
+                visited.add(url)
+                if url not in self.sheets:
+                    return False
+                imported = self.sheets[url]
+                if imported is not None and not add(imported):
+                    return False
+            order.append(sheet)
+            return True
+
+        inline = iter(doc.inline_sheets)
+        for kind, ref in doc.scanner.styles:
+            if kind == "style":
+                if not add(next(inline)):
+                    return None
+                continue
+            if ref in visited:
+                continue
+            visited.add(ref)
+            if ref not in self.sheets:
+                return None
+            linked = self.sheets[ref]
+            if linked is not None and not add(linked):
+                return None
+        return order
 
     async def settle(self) -> None:
         """Wait until every sub-resource, including those discovered meanwhile, is done."""
@@ -418,6 +545,7 @@ class _Loader:
             elif name == pw_name:
                 value = login.password.reveal()
             data.append((name, value))
+        self.phase = "login"
         action = form.action or page.url
         method = form.method if form.method in ("GET", "POST") else "POST"
         check_password_destination(self.target, action, method)

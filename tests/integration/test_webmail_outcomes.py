@@ -33,7 +33,8 @@ LOGIN_FORM = """<html><head><link rel=stylesheet href="/style.css"></head><body>
   <input type="submit" value="Sign in">
 </form></body></html>"""
 INBOX = """<html><head><link rel=stylesheet href="/style.css"><link rel=stylesheet
-href="/inbox.css"></head><body><h1>Inbox</h1><img src="/avatar.png"></body></html>"""
+href="/inbox.css"></head><body><h1>Inbox</h1><div class=m>a message</div>
+<img src="/avatar.png"></body></html>"""
 
 
 async def login_post(req: Request) -> Reply:

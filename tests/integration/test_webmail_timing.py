@@ -25,26 +25,29 @@ pytestmark = pytest.mark.integration
 SMALL = "<html><body>" + "mail " * 400 + "</body></html>"  # ~2 KB: dial stays quick
 MEDIUM = "<html><body>" + "inbox " * 6000 + "</body></html>"  # ~36 KB
 
-# A page on three levels: HTML -> CSS -> CSS url()/@import -> url(); 9 sub-resources.
+# A page on three levels: HTML -> CSS -> @import -> what the styles use; 9 sub-resources.
+# The images of matching rules and the font the text uses are asked for once the page and
+# all its stylesheets are in: here when the imported c.css, the last, arrives; in the
+# order of the elements that use them, the fonts after.
 TREE = {
     "/": ["/a.css", "/b.css", "/app.js", "/logo.png"],
-    "/a.css": ["/c.css", "/img/bg1.png"],  # in discovery order: @import first
-    "/b.css": ["/f.woff2", "/bg2.png"],
-    "/c.css": ["/bg3.png"],
+    "/a.css": ["/c.css"],
+    "/c.css": ["/img/bg1.png", "/bg2.png", "/bg3.png", "/f.woff2"],
 }
 LEVELS_HTML = """<html><head><link rel=stylesheet href="/a.css"><link rel="stylesheet"
-href="b.css"><script src="/app.js"></script></head><body><img src="/logo.png"
-alt=""><p>Inbox</p></body></html>"""
+href="b.css"><script src="/app.js"></script></head><body><div class=x></div><div
+class=y></div><img src="/logo.png" alt=""><p>Inbox</p></body></html>"""
 
 
 def levels_routes() -> dict[str, object]:
     css = "text/css"
     return {
         "/": page(LEVELS_HTML),
-        "/a.css": page("body{background:url(img/bg1.png)} @import url('c.css');"
+        "/a.css": page("@import url('c.css'); body{background:url(img/bg1.png)}"
                        + "/* pad */ " * 700, css),
         "/b.css": page("@font-face{font-family:x;src:url(/f.woff2) format('woff2'),"
                        "url(/f.woff) format('woff')} .x{background:url('/bg2.png')}"
+                       " p{font-family:x, sans-serif} .unused{background:url(/no.png)}"
                        + "/* pad */ " * 700, css),
         "/c.css": page(".y{background:url(/bg3.png)}", css),
         "/app.js": page("x" * 60000, "text/javascript"),
@@ -156,7 +159,7 @@ def test_three_level_page_loads_in_the_time_a_shared_link_predicts(
     fetched = sorted(e.path for e in server.entries())
     # Every level followed; of the @font-face list only the first format.
     assert fetched == sorted(["/", *[c for kids in TREE.values() for c in kids]])
-    assert "/f.woff" not in fetched
+    assert "/f.woff" not in fetched and "/no.png" not in fetched
     assert f["requests"] == 10 and f["failed_requests"] == 0
     assert f["connections"] <= 6
     assert f["bytes"] == sum(e.bytes_out for e in server.entries())

@@ -143,3 +143,21 @@ def test_loading_the_config_imports_no_probe_and_no_http_stack(tmp_path: Path) -
                          timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
+
+
+def test_extra_requests_stand_for_what_scripts_fetch(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WM_PW", "x")
+    (t,) = parse({"webmail": [{"name": "mail", "url": "https://m.example/",
+                               "login": {"user": "a", "password_env": "WM_PW"},
+                               "extra": [{"url": "/api/unread"},
+                                         {"url": "?_task=mail&_action=list", "after": "login"}]}]})
+    assert [(e.url, e.after) for e in t.extra_requests] == [
+        ("/api/unread", "page"), ("?_task=mail&_action=list", "login")]
+    with pytest.raises(ConfigError, match=r"webmail\[0\]\.extra\[0\]\.after: \"login\" needs"):
+        parse({"webmail": [{"name": "m", "url": "https://m/",
+                            "extra": [{"url": "/x", "after": "login"}]}]})
+    with pytest.raises(ConfigError, match=r"extra\[0\]\.url: 'ftp://x/' must be"):
+        parse({"webmail": [{"name": "m", "url": "https://m/", "extra": [{"url": "ftp://x/"}]}]})
+    with pytest.raises(ConfigError, match=r"extra\[0\]\.method"):
+        parse({"webmail": [{"name": "m", "url": "https://m/",
+                            "extra": [{"url": "/x", "method": "POST"}]}]})
