@@ -8,14 +8,11 @@ browser engine needs the optional Playwright).
 
 from __future__ import annotations
 
-from prober.config.profiles import Profile
-from prober.config.webmail import WebmailTarget
-from prober.contract import Contract
 from prober.measurement import Measurement
 from prober.probes.base import ProbeContext
 from prober.probes.webmail_point import WebmailLoad, judged_seconds
 
-__all__ = ["WebmailLoad", "judged_seconds", "probe", "probe_webmail"]
+__all__ = ["WebmailLoad", "judged_seconds", "probe"]
 
 
 async def probe(ctx: ProbeContext, load: WebmailLoad) -> list[Measurement]:
@@ -31,10 +28,3 @@ async def probe(ctx: ProbeContext, load: WebmailLoad) -> list[Measurement]:
 
     return await webmail_httpx.load(ctx, load)
 
-
-async def probe_webmail(target: WebmailTarget, profile: Profile, vantage: str,
-                        contract: Contract) -> list[Measurement]:
-    """The old entry point, kept until the drivers loop over plan(config)."""
-    from prober.config.mail import Timeouts
-
-    return await probe(ProbeContext(vantage, Timeouts(), contract), WebmailLoad(target, profile))
