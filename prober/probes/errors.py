@@ -24,6 +24,26 @@ class ProbeError(Exception):
                          else f"{step}: {kind}: {self.detail}")
 
 
+MASK = "****"
+
+
+def mask(text: str, secrets: tuple[str, ...]) -> str:
+    """`text` with every secret (raw, and as an IMAP quoted string) replaced by ****: a
+    server that echoes the LOGIN line must not put the password into an error."""
+    for secret in secrets:
+        if not secret:
+            continue
+        quoted = secret.replace("\\", "\\\\").replace('"', '\\"')
+        for form in {quoted, secret}:
+            text = text.replace(form, MASK)
+    return text
+
+
+def masked(error: ProbeError, secrets: tuple[str, ...]) -> ProbeError:
+    detail = mask(error.detail, secrets)
+    return error if detail == error.detail else ProbeError(error.kind, error.step, detail)
+
+
 def classify(exc: BaseException, step: str) -> ProbeError:
     """Map library and OS exceptions to our classes, keeping the server's words."""
     if isinstance(exc, ProbeError):

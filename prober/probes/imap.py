@@ -255,10 +255,18 @@ class MailboxWatcher:
         await self._scan(sess, self.mailbox.imap.folder, "poll")
 
     async def _scan(self, sess: ImapSession, folder: str, detect: str) -> None:
+        """Everything above the cursor, in bounded batches; the cursor is saved after each,
+        so a full mailbox is worked through and never re-read from the start."""
+        while True:
+            if not await self._scan_batch(sess, folder, detect):
+                return
+
+    async def _scan_batch(self, sess: ImapSession, folder: str, detect: str) -> bool:
         assert sess.selected is not None
         cursor = self.cursors.get_cursor(self.mailbox.name, folder)
         last = cursor[1] if cursor else 0
-        messages = await sess.fetch_after(last)
+        batch = await sess.fetch_after(last)
+        messages = batch.messages
         now = time.time_ns()
         ours: list[int] = []
         for msg in messages:
@@ -293,7 +301,9 @@ class MailboxWatcher:
                 log.warning("watcher mailbox=%s: server has neither UIDPLUS nor MOVE; "
                             "canaries are left in place (never a plain EXPUNGE)",
                             self.mailbox.name)
+        last = max(last, batch.last_uid)
         self.cursors.set_cursor(self.mailbox.name, folder, sess.selected.uidvalidity, last)
+        return batch.more
 
     def _judge(self, headers: bytes) -> Verdict | None:
         c = claim(headers)

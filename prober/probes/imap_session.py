@@ -16,14 +16,15 @@ import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from aioimaplib.aioimaplib import Command, IMAP4ClientProtocol
+from aioimaplib.aioimaplib import Command
 
 from prober.config.mail import Endpoint, Timeouts
 from prober.probes.canary import FETCH_FIELDS
 from prober.probes.connect import Address, open_socket
-from prober.probes.errors import ProbeError, classify
+from prober.probes.errors import ProbeError, classify, mask, masked
+from prober.probes.imap_protocol import BoundedIMAP4ClientProtocol
 from prober.probes.tls import Facts, client_context, peer_facts, tls_facts
 
 T = TypeVar("T")
@@ -51,12 +52,24 @@ class Fetched:
     headers: bytes
 
 
+# Messages whose headers one FETCH asks for: 100 x the 4 KiB a canary's fields take at most
+# stays far below the protocol's response cap, however the mailbox fills.
+FETCH_BATCH = 100
+
+
+@dataclass(frozen=True)
+class Batch:
+    messages: list[Fetched]
+    last_uid: int  # every UID up to this one has been looked at (vanished ones too)
+    more: bool  # UIDs above last_uid are waiting for the next batch
+
+
 @dataclass
 class ImapSession:
     endpoint: Endpoint
     timeouts: Timeouts
     phases: dict[str, float] = field(default_factory=dict)
-    proto: IMAP4ClientProtocol | None = None
+    proto: BoundedIMAP4ClientProtocol | None = None
     selected: Folder | None = None
     # peer_ip, and once TLS is up its version, cipher and certificate (probes/tls.py)
     facts: Facts = field(default_factory=dict)
@@ -64,6 +77,7 @@ class ImapSession:
 
     def __post_init__(self) -> None:
         self._lost: asyncio.Future[None] | None = None
+        self._secrets: tuple[str, ...] = ()  # masked out of every server reply we repeat
 
     @property
     def capabilities(self) -> set[str]:
@@ -77,15 +91,18 @@ class ImapSession:
         """Await `aw`, but give up on timeout or when the connection is lost."""
         assert self._lost is not None
         task = asyncio.ensure_future(aw)
-        done, _ = await asyncio.wait({task, self._lost}, return_when=asyncio.FIRST_COMPLETED,
+        waiters: set[asyncio.Future[Any]] = {task, self._lost}
+        done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED,
                                      timeout=timeout or self.timeouts.command_s)
         if task in done:
             try:
                 return task.result()
             except Exception as exc:
-                raise classify(exc, step) from None
+                raise masked(classify(exc, step), self._secrets) from None
         task.cancel()
         if self._lost.done():
+            if self.proto is not None and self.proto.overflow:
+                raise ProbeError("protocol", step, self.proto.overflow)
             raise ProbeError("closed", step, "server closed the connection")
         raise ProbeError("timeout", step, "no answer in time")
 
@@ -99,7 +116,7 @@ class ImapSession:
             if not self._lost.done():  # type: ignore[union-attr]
                 self._lost.set_result(None)  # type: ignore[union-attr]
 
-        self.proto = IMAP4ClientProtocol(loop, on_lost)
+        self.proto = BoundedIMAP4ClientProtocol(loop, on_lost)
         t = time.monotonic()
         sock = await open_socket(ep.host, ep.port, self.timeouts.connect_s, ep.family,
                                  self.address)
@@ -110,7 +127,7 @@ class ImapSession:
         step = "tls" if ep.tls == "tls" else "greeting"
         try:
             await asyncio.wait_for(loop.create_connection(
-                lambda: self.proto, sock=sock,  # type: ignore[arg-type, return-value]
+                lambda: self.proto, sock=sock,
                 ssl=ctx if ep.tls == "tls" else None,
                 server_hostname=ep.host if ep.tls == "tls" else None,
                 ssl_handshake_timeout=self.timeouts.connect_s if ep.tls == "tls" else None),
@@ -126,7 +143,7 @@ class ImapSession:
             response = await self._bounded(self.proto.execute(
                 Command("STARTTLS", self.proto.new_tag(), loop=loop)), "tls")
             if response.result != "OK":
-                raise ProbeError("tls", "tls", f"STARTTLS refused: {_text(response.lines)}")
+                raise ProbeError("tls", "tls", f"STARTTLS refused: {self._text(response.lines)}")
             transport = self.proto.transport
             new_transport = await self._bounded(loop.start_tls(
                 transport, self.proto, ctx, server_hostname=ep.host),  # type: ignore[arg-type]
@@ -143,9 +160,10 @@ class ImapSession:
     async def login(self, user: str, password: str) -> None:
         assert self.proto is not None
         t = time.monotonic()
+        self._secrets = (password,)
         response = await self._bounded(self.proto.login(user, password), "auth")
         if response.result != "OK":
-            raise ProbeError("auth", "auth", f"{response.result} {_text(response.lines)}")
+            raise ProbeError("auth", "auth", f"{response.result} {self._text(response.lines)}")
         # servers may announce more capabilities after login
         await self._bounded(self.proto.capability(), "auth")
         self.phases["auth_s"] = time.monotonic() - t
@@ -160,7 +178,7 @@ class ImapSession:
             response = await self._bounded(self.proto.select(_quote(folder)), "select")
         if response.result != "OK":
             raise ProbeError("protocol", "select",
-                             f"SELECT {folder}: {response.result} {_text(response.lines)}")
+                             f"SELECT {folder}: {response.result} {self._text(response.lines)}")
         self.phases["select_s"] = time.monotonic() - t
         codes: dict[bytes, int] = {}
         exists = 0
@@ -175,16 +193,22 @@ class ImapSession:
                                exists)
         return self.selected
 
-    async def fetch_after(self, last_uid: int) -> list[Fetched]:
-        """Messages with UID > last_uid: UID, INTERNALDATE, FLAGS and the canary headers."""
+    async def fetch_after(self, last_uid: int, limit: int = FETCH_BATCH) -> Batch:
+        """The `limit` lowest messages with UID > last_uid: UID, INTERNALDATE, FLAGS and the
+        canary headers. The UIDs first (a few bytes each), then the headers of one bounded
+        batch: 3,000 messages at once broke aioimaplib and stopped the cursor for ever."""
         assert self.proto is not None
-        parts = f"(UID INTERNALDATE FLAGS BODY.PEEK[HEADER.FIELDS ({FETCH_FIELDS})])"
         response = await self._bounded(
-            self.proto.fetch(f"{last_uid + 1}:*", parts, by_uid=True), "fetch")
+            self.proto.fetch(f"{last_uid + 1}:*", "(UID)", by_uid=True), "fetch")
         if response.result != "OK":
-            raise ProbeError("protocol", "fetch", f"{response.result} {_text(response.lines)}")
+            raise ProbeError("protocol", "fetch",
+                             f"{response.result} {self._text(response.lines)}")
         # "n:*" also returns the highest message when no UID is above n: filter.
-        return [m for m in parse_fetch(response.lines) if m.uid > last_uid]
+        uids = sorted({m.uid for m in parse_fetch(response.lines) if m.uid > last_uid})
+        batch = uids[:limit]
+        if not batch:
+            return Batch([], last_uid, more=False)
+        return Batch(await self.fetch_uids(batch), batch[-1], more=len(uids) > limit)
 
     async def search_old_canaries(self, before: datetime) -> list[int]:
         """UIDs whose Subject has our canary marker and INTERNALDATE is before `before`'s day.
@@ -198,7 +222,7 @@ class ImapSession:
             "BEFORE", before.strftime("%d-%b-%Y"), "SUBJECT", '"[prober] canary"',
             charset=None, by_uid=True), "sweep")
         if response.result != "OK":
-            raise ProbeError("protocol", "sweep", f"UID SEARCH: {_text(response.lines)}")
+            raise ProbeError("protocol", "sweep", f"UID SEARCH: {self._text(response.lines)}")
         uids: list[int] = []
         for line in response.lines[:-1]:  # the last line is the tagged status text
             if isinstance(line, bytes):
@@ -214,7 +238,7 @@ class ImapSession:
         response = await self._bounded(self.proto.fetch(
             ",".join(str(u) for u in sorted(uids)), parts, by_uid=True), "fetch")
         if response.result != "OK":
-            raise ProbeError("protocol", "fetch", f"{response.result} {_text(response.lines)}")
+            raise ProbeError("protocol", "fetch", f"{response.result} {self._text(response.lines)}")
         wanted = set(uids)
         return [m for m in parse_fetch(response.lines) if m.uid in wanted]
 
@@ -244,7 +268,7 @@ class ImapSession:
                     raise ProbeError("closed", "idle", "server closed the connection")
                 if idle.done() and idle.exception() is None:
                     raise ProbeError("protocol", "idle",
-                                     f"IDLE refused: {_text(idle.result().lines)}")
+                                     f"IDLE refused: {self._text(idle.result().lines)}")
                 raise ProbeError("timeout", "idle", "no continuation for IDLE")
             push = asyncio.ensure_future(proto.idle_queue.get())
             waiters: set[asyncio.Future] = {push, self._lost, idle}
@@ -286,16 +310,16 @@ class ImapSession:
             r = await self._bounded(self.proto.store(uid_set, "+FLAGS.SILENT", r"(\Deleted)",
                                                      by_uid=True), "cleanup")
             if r.result != "OK":
-                raise ProbeError("protocol", "cleanup", f"UID STORE: {_text(r.lines)}")
+                raise ProbeError("protocol", "cleanup", f"UID STORE: {self._text(r.lines)}")
             r = await self._bounded(self.proto.expunge(uid_set, by_uid=True), "cleanup")
             if r.result != "OK":
-                raise ProbeError("protocol", "cleanup", f"UID EXPUNGE: {_text(r.lines)}")
+                raise ProbeError("protocol", "cleanup", f"UID EXPUNGE: {self._text(r.lines)}")
             return "expunged"
         if "MOVE" in caps:
             r = await self._bounded(self.proto.move(uid_set, _quote(trash), by_uid=True),
                                     "cleanup")
             if r.result != "OK":
-                raise ProbeError("protocol", "cleanup", f"UID MOVE: {_text(r.lines)}")
+                raise ProbeError("protocol", "cleanup", f"UID MOVE: {self._text(r.lines)}")
             return "moved"
         return "kept"
 
@@ -306,6 +330,10 @@ class ImapSession:
         with contextlib.suppress(ProbeError):  # leaving anyway
             await self._bounded(self.proto.logout(), "logout", min(5.0, self.timeouts.command_s))
         self.close()
+
+    def _text(self, lines: list) -> str:
+        """The server's last words, secrets masked: they become error text."""
+        return mask(_last_text(lines), self._secrets)
 
     def close(self) -> None:
         if self.proto is not None and self.proto.transport is not None:
@@ -318,7 +346,7 @@ def _quote(name: str) -> str:
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _text(lines: list) -> str:
+def _last_text(lines: list) -> str:
     for line in reversed(lines):
         if isinstance(line, bytes) and line.strip():
             return line.decode(errors="replace")
