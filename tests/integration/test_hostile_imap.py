@@ -22,11 +22,15 @@ import pytest
 
 from prober.config.mail import Endpoint, ImapSettings, Mailbox, Timeouts
 from prober.config.reader import Secret
+from prober.contract import resolve
 from prober.probes.access import imap_access
-from prober.probes.canary import HEADER, build_message, new_canary_id
+from prober.probes.base import ProbeContext
+from prober.probes.canary import HEADER, CanaryId, build_message, new_canary_id
 from prober.probes.imap import MailboxWatcher, MemoryCursors
-from prober.probes.roundtrip import send_canary
+from prober.probes.plan import context
+from prober.probes.roundtrip import CanaryTarget, send_canary
 from prober.schema import ErrorClass
+from tests.canary_helpers import TEST_KEY
 from tests.fixtures_mail import load_config
 from tests.hostile_imap import ECHO_PASSWORD, HostileImapServer
 from tests.localstack.mail import MAILBOX_UID, MailStack
@@ -83,8 +87,10 @@ def test_an_echoed_login_line_never_puts_the_password_into_an_error(
     async def run() -> tuple[dict, str]:
         async with HostileImapServer("echo-login") as server:
             mailbox = _mailbox(server.port, ECHO_PASSWORD)
-            point = await asyncio.wait_for(imap_access("v1", mailbox, timeouts), 20)
-            watcher = MailboxWatcher(mailbox, timeouts, load_canary_settings(), "v1")
+            ctx = ProbeContext("v1", timeouts, resolve({}))
+            (point,) = await asyncio.wait_for(imap_access(ctx, mailbox), 20)
+            watcher = MailboxWatcher(mailbox, timeouts, load_canary_settings(), "v1",
+                                     key=TEST_KEY)
             stop = asyncio.Event()
             task = asyncio.create_task(watcher.run(stop))
             assert await watcher.wait_ready(20)
@@ -143,10 +149,10 @@ async def _watch_through(stack: MailStack, tmp_path: Path, blobs: list[bytes],
     Postfix: it must be matched, with the event loop never blocked for long."""
     config = load_config(stack, tmp_path)
     route = config.routes[0]  # alice -> bob
-    sender, recipient = config.mailboxes[route.sender], config.mailboxes[route.recipient]
+    recipient = config.mailboxes[route.recipient]
     cursors = MemoryCursors()
     watcher = MailboxWatcher(recipient, config.timeouts, config.canary, config.vantage.name,
-                             cursors=cursors)
+                             cursors=cursors, key=TEST_KEY)
     stop = asyncio.Event()
     lag = 0.0
 
@@ -166,12 +172,15 @@ async def _watch_through(stack: MailStack, tmp_path: Path, blobs: list[bytes],
         paths = _drop(stack, "bob", blobs)
         await asyncio.sleep(0.1)  # the drop itself blocked this loop: let the ticker see
         lag = 0.0  # it, then count the watcher's blocking only
-        watcher.poke()
-        cid = new_canary_id(config.vantage.name, route.name, 1)
-        fut = watcher.expect(cid.id)
-        sent = await send_canary(route, sender, recipient, cid, config.timeouts)
+        futures: list[asyncio.Future] = []
+
+        def expect(cid: CanaryId) -> None:
+            futures.append(watcher.expect(cid.id))
+
+        sent = await send_canary(context(config), CanaryTarget.of(config, route), 1, expect,
+                                 key=TEST_KEY)
         assert sent.submission.ok, sent.submission.error
-        arrival = await asyncio.wait_for(fut, CASE_TIMEOUT_S)
+        arrival = await asyncio.wait_for(futures[0], CASE_TIMEOUT_S)
         if also is not None:
             await asyncio.wait_for(also, CASE_TIMEOUT_S)
         result = {"arrival": arrival, "also": also.result() if also else None, "lag": lag,
@@ -215,7 +224,8 @@ def test_64k_headers_do_not_block_the_loop_and_canaries_still_match(
              message(b"Subject", b"a " * 32768),
              message(b"Received", b"by " * 21845)]
     # and a canary of this vantage whose other headers are 64 KB: still ours
-    cid = new_canary_id("local", "alice-to-bob", 0)
+    cid = new_canary_id("local", "alice-to-bob", 0, key=TEST_KEY,
+                        recipient=mail_stack.user("bob").address)
     msg = build_message(cid, "alice@example.test", "bob@example.test", datetime.now(UTC),
                         {"X-Padding": "p " * 32768})
     blobs.append(msg.as_bytes())
