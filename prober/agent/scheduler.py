@@ -83,7 +83,10 @@ class TickClock:
                         "follow the new wall time; durations stay on the monotonic clock",
                         skew - self._skew)
             if self._next is not None:
-                self._next = self._first(wall)
+                # the tick we were waiting for, moved by the step: the first boundary of the
+                # new wall time at (or within the tolerance before) that same moment
+                moved = self._due(self._next) + (skew - self._skew)
+                self._next = self._first(moved - self.tolerance_s)
         self._skew = skew
         self.looked_mono = mono
         return wall
