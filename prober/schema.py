@@ -35,6 +35,16 @@ class RoundtripOutcome(StrEnum):
     LOST = "lost"
     SEND_FAILED = "send_failed"
     SEND_UNCERTAIN = "send_uncertain"
+    # never accepted (no SMTP 250: the agent stopped during the session) and never arrived:
+    # our fault, not the provider's; never charged
+    ABANDONED = "abandoned"
+
+
+class DelaySource(StrEnum):
+    """`mail_roundtrip.delay_source`: which clock `delivery_s` was read from."""
+
+    DETECT = "detect"  # SMTP 250 -> our detection, both on the agent's monotonic clock
+    INTERNALDATE = "internaldate"  # SMTP 250 -> the server's INTERNALDATE (we were not watching)
 
 
 class AccessOutcome(StrEnum):
@@ -91,6 +101,7 @@ FIELD_SEQ = "seq"
 FIELD_ERROR = "error"
 FIELD_ERROR_CLASS = "error_class"
 FIELD_DELIVERY_S = "delivery_s"
+FIELD_DELAY_SOURCE = "delay_source"
 FIELD_SEND_DELAY_S = "send_delay_s"
 FIELD_RECEIVE_DELAY_S = "receive_delay_s"
 FIELD_LOAD_S = "load_s"

@@ -42,10 +42,13 @@ from prober.schema import (
     FIELD_PEER_IP,
     FIELD_SEQ,
     HEARTBEAT,
+    IN_FLIGHT,
+    TAG_DIRECTION,
     TAG_OUTCOME,
     TAG_PROTOCOL,
     TAG_VANTAGE,
     AccessOutcome,
+    DelaySource,
     Direction,
     RoundtripOutcome,
     WebmailOutcome,
@@ -57,6 +60,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("prober.agent")
 SPOOL_WARN_DEPTH = 10_000
 KEEP_RESOLVED_S = 7 * 86400.0  # a canary's ledger entry outlives its verdict this long
+AGENT_STOPPED = "agent stopped during the SMTP session"  # `error` of a recovered canary
 
 
 class Agent:
@@ -84,7 +88,9 @@ class Agent:
         self._sem = asyncio.Semaphore(config.agent.concurrency)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sending: set[asyncio.Task[Any]] = set()
-        self._early: dict[str, Arrival] = {}
+        self._early: dict[str, tuple[Arrival, float]] = {}
+        # the SMTP 250 on the monotonic clock, for canaries accepted in this run
+        self._accepted_mono: dict[str, float] = {}
         self._reload = False
         self._webmail_due: dict[str, float] = {}
         self._periodic_due: dict[str, float] = {}
@@ -372,14 +378,17 @@ class Agent:
                                          enter, key=self.canary_key)
             finally:
                 self._sending.discard(task)
+        if sent.submission.accepted_mono is not None:
+            self._accepted_mono[sent.canary.id] = sent.submission.accepted_mono
         point = roundtrip_point(vantage, sent, sent.initial_outcome)
         self._record(point)
         if not sent.submission.ok:
             log.warning("probe failed kind=canary route=%s outcome=%s error=%r",
                         target.route.name, sent.initial_outcome, str(sent.submission.error))
         early = self._early.pop(sent.canary.id, None)
-        if early is not None:
-            self._on_arrival(early)
+        entry = self.ledger.get(sent.canary.id) if early is not None else None
+        if early is not None and entry is not None and entry.fields:
+            self._settle(entry, *early)
 
     def _slot(self) -> asyncio.Semaphore:
         """The concurrency cap: SMTP/IMAP sessions and page loads at once."""
@@ -393,28 +402,62 @@ class Agent:
             return False
         if not arrival.authenticated and entry.created_ns >= self.canary_key.since_ns:
             return False  # unsigned, but this canary was signed: not its arrival
+        seen_mono = self.clock.monotonic()
         if not entry.fields:
             # arrived before its send returned (a fast poll): settle once the send is recorded
-            self._early[entry.id] = arrival
+            self._early[entry.id] = (arrival, seen_mono)
             return True
         if entry.outcome in ARRIVED:
             return True  # seen before (a copy, or a rescan): counted once
+        self._settle(entry, arrival, seen_mono)
+        return True
+
+    def _settle(self, entry: Entry, arrival: Arrival, seen_mono: float) -> None:
         route = next((r for r in self.config.routes if r.name == entry.route), None)
-        direction = route.direction if route else entry.tags.get("direction",
+        direction = route.direction if route else entry.tags.get(TAG_DIRECTION,
                                                                   Direction.INTERNAL)
         domains = route.provider_domains if route else ()
         accepted = entry.time_ns or entry.created_ns
-        fields = fields_at_arrival(arrival, accepted, direction, domains)
-        delay = (arrival.detected_ns - accepted) / 1e9
+        delay, source = self._delay(entry, arrival, seen_mono)
+        fields = fields_at_arrival(arrival, accepted, direction, domains, delay, source)
         outcome = (RoundtripOutcome.LATE if delay > self.config.canary.late_after_s
                    else RoundtripOutcome.DELIVERED)
         self._record(entry.point(outcome=outcome, **fields))
-        if entry.outcome == RoundtripOutcome.LOST:
-            log.warning("canary route=%s id=%s arrived after its lost verdict: corrected to "
-                        "late (%.0f s)", entry.route, entry.id, delay)
+        self._accepted_mono.pop(entry.id, None)
+        if entry.outcome not in IN_FLIGHT:
+            log.warning("canary route=%s id=%s arrived after its %s verdict: corrected to "
+                        "%s (%.0f s, %s)", entry.route, entry.id, entry.outcome, outcome,
+                        delay, source)
         elif outcome == RoundtripOutcome.LATE:
-            log.warning("canary route=%s id=%s late: %.0f s", entry.route, entry.id, delay)
-        return True
+            log.warning("canary route=%s id=%s late: %.0f s (%s)", entry.route, entry.id,
+                        delay, source)
+
+    def _delay(self, entry: Entry, arrival: Arrival,
+               seen_mono: float) -> tuple[float, DelaySource]:
+        """SMTP 250 -> visible in the mailbox, and which clock says so.
+
+        Our detection time is the figure only when we were watching all along: the canary
+        was accepted in this run (its 250 on our monotonic clock) and the recipient's
+        watcher was connected since before that, on the folder it landed in. Otherwise
+        (the agent was stopped, the watcher reconnecting, the junk folder's slower look)
+        detection says when we looked, not when the provider delivered: the server's
+        INTERNALDATE does (whole seconds, the server's clock; see README).
+        """
+        accepted_mono = self._accepted_mono.get(entry.id)
+        watcher = self.watchers.get(entry.recipient)
+        since = watcher.connected_since if watcher is not None else None
+        watched = (watcher is not None
+                   and arrival.folder == watcher.mailbox.imap.folder
+                   and since is not None and accepted_mono is not None
+                   and since <= accepted_mono)
+        if watched and accepted_mono is not None:
+            return max(0.0, seen_mono - accepted_mono), DelaySource.DETECT
+        accepted_ns = entry.time_ns or entry.created_ns
+        if arrival.internaldate_ns is not None:
+            return (max(0.0, (arrival.internaldate_ns - accepted_ns) / 1e9),
+                    DelaySource.INTERNALDATE)
+        # a server that gives no INTERNALDATE: our detection on the wall clock, an upper bound
+        return max(0.0, (arrival.detected_ns - accepted_ns) / 1e9), DelaySource.DETECT
 
     def _record(self, point: Measurement) -> None:
         """A canary's point: the ledger change and the spooled point in one transaction."""
@@ -436,15 +479,41 @@ class Agent:
                 return
 
     def _expire(self) -> None:
-        now = time_ns(self.clock)
-        cutoff = now - int(self.config.canary.lost_after_s * 1e9)
-        for entry in self.ledger.open_older_than(cutoff):
+        """Final verdicts for canaries not seen within lost_after_s, once we have looked.
+
+        Age: on the monotonic clock for canaries accepted in this run (a wall-clock step
+        neither ages nor rejuvenates them), else on the wall clock. A canary is judged only
+        while its recipient's watcher is up (connected, its catch-up scan done): while it
+        is down nobody has looked, and the canary stays in flight (not enough data).
+        Verdict: `abandoned` when the agent stopped during its SMTP session (no 250 seen,
+        our fault), `send_failed` when the provider's session broke off after DATA without
+        a 250 and the message never came, else `lost`.
+        """
+        now_ns = time_ns(self.clock)
+        now_mono = self.clock.monotonic()
+        lost_after = self.config.canary.lost_after_s
+        for entry in self.ledger.open_older_than(now_ns + int(1e18)):
             if not entry.fields:
                 continue  # its send is still under way, or _recover_unsent gives it a point
-            self._record(entry.point(outcome=RoundtripOutcome.LOST))
-            log.warning("canary route=%s id=%s lost: not seen in %.0f s", entry.route,
-                        entry.id, self.config.canary.lost_after_s)
-        self.ledger.forget_resolved_before(now - int(KEEP_RESOLVED_S * 1e9))
+            mono = self._accepted_mono.get(entry.id)
+            age = (now_mono - mono if mono is not None
+                   else (now_ns - (entry.time_ns or entry.created_ns)) / 1e9)
+            if age <= lost_after:
+                continue
+            watcher = self.watchers.get(entry.recipient)
+            if watcher is not None and not watcher.up:
+                continue  # not looked at: judged once the watcher is back
+            if entry.fields.get(FIELD_ERROR) == AGENT_STOPPED:
+                outcome, why = RoundtripOutcome.ABANDONED, "the agent stopped during its send"
+            elif entry.outcome == RoundtripOutcome.SEND_UNCERTAIN:
+                outcome, why = RoundtripOutcome.SEND_FAILED, "its SMTP session broke off"
+            else:
+                outcome, why = RoundtripOutcome.LOST, "accepted"
+            self._record(entry.point(outcome=outcome))
+            self._accepted_mono.pop(entry.id, None)
+            log.warning("canary route=%s id=%s %s: not seen in %.0f s (%s)", entry.route,
+                        entry.id, outcome, lost_after, why)
+        self.ledger.forget_resolved_before(now_ns - int(KEEP_RESOLVED_S * 1e9))
 
     def _recover_unsent(self) -> None:
         """Canaries entered but never recorded: the agent died during their SMTP session."""
@@ -464,7 +533,7 @@ class Agent:
                 tags = CanaryTarget.of(cfg, route).tags(cfg.vantage.name)
             fields: dict[str, object] = {
                 FIELD_CANARY: entry.id, FIELD_OUTCOME: RoundtripOutcome.SEND_UNCERTAIN,
-                FIELD_ERROR: "agent stopped during the SMTP session"}
+                FIELD_ERROR: AGENT_STOPPED}
             if entry.seq is not None:
                 fields[FIELD_SEQ] = entry.seq
             recovered = Entry(entry.id, entry.route, entry.recipient, entry.created_ns,

@@ -94,6 +94,8 @@ class MailboxWatcher:
         self.on_arrival = on_arrival
         self.cursors: CursorStore = cursors or MemoryCursors()
         self.up = False
+        # monotonic start of the current session (None: not connected); see _session
+        self.connected_since: float | None = None
         self.last_error: ProbeError | None = None
         self.reconnects = 0
         self._expected: dict[str, asyncio.Future[Arrival]] = {}
@@ -173,6 +175,10 @@ class MailboxWatcher:
         try:
             await sess.connect()
             await sess.login(self.mailbox.user, self.mailbox.password.reveal())
+            # from here on, mail delivered to the folder is seen promptly (the first scan,
+            # then IDLE or polls); what came before is found late: an arrival's delay is
+            # measured by our detection only if its canary was accepted after this
+            self.connected_since = time.monotonic()
             await self._select(sess, imap.folder)
             await self._scan(sess, imap.folder, "poll")
             if self.reconnects:
@@ -226,6 +232,7 @@ class MailboxWatcher:
         except Exception as exc:
             raise classify(exc, "watch") from None
         finally:
+            self.connected_since = None
             # `up` stays as it was: run() reads it to tell "lost" from "cannot connect"
             await sess.logout()
 

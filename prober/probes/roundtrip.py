@@ -29,6 +29,7 @@ from prober.probes.imap import Arrival
 from prober.probes.smtp import Submission, submit
 from prober.schema import (
     FIELD_CANARY,
+    FIELD_DELAY_SOURCE,
     FIELD_DELIVERY_S,
     FIELD_ERROR,
     FIELD_ERROR_CLASS,
@@ -44,6 +45,7 @@ from prober.schema import (
     TAG_ROUTE,
     TAG_SENDER,
     TAG_VANTAGE,
+    DelaySource,
     RoundtripOutcome,
 )
 
@@ -156,18 +158,27 @@ def arrival_fields(sent: Sent, arrival: Arrival) -> Fields:
 
 
 def fields_at_arrival(arrival: Arrival, accepted_ns: int, direction: str,
-                      provider_domains: tuple[str, ...]) -> Fields:
+                      provider_domains: tuple[str, ...], delivery_s: float | None = None,
+                      delay_source: DelaySource = DelaySource.DETECT) -> Fields:
+    """The fields an arrival adds. `delivery_s` is the caller's figure when it has a better
+    one than our detection on the wall clock (the daemon: monotonic, or INTERNALDATE when
+    it was not watching), with `delay_source` saying which."""
     hops = received_hops(arrival.headers)
     split = split_delay(hops, accepted_ns, arrival.internaldate_ns, direction, provider_domains)
+    skew = split.clock_skew or (
+        # INTERNALDATE is truncated to the second: earlier than that is another clock
+        arrival.internaldate_ns is not None and arrival.internaldate_ns < accepted_ns - 2e9)
     return {
-        # both ends on our clock: acceptance (SMTP 250) -> our detection
-        FIELD_DELIVERY_S: (arrival.detected_ns - accepted_ns) / 1e9,
+        # acceptance (SMTP 250) -> visible in the mailbox, by `delay_source`
+        FIELD_DELIVERY_S: (delivery_s if delivery_s is not None
+                           else (arrival.detected_ns - accepted_ns) / 1e9),
+        FIELD_DELAY_SOURCE: delay_source,
         # the server's INTERNALDATE (1 s resolution, its clock) -> acceptance on ours
         "visible_s": ((arrival.internaldate_ns - accepted_ns) / 1e9
                       if arrival.internaldate_ns is not None else None),
         FIELD_SEND_DELAY_S: split.send_delay_s,
         FIELD_RECEIVE_DELAY_S: split.receive_delay_s,
-        "clock_skew": split.clock_skew,
+        "clock_skew": skew,
         "hops": len(hops),
         "detect": arrival.detect,
         "folder": arrival.folder,

@@ -25,6 +25,7 @@ class Submission:
 
     phases: dict[str, float] = field(default_factory=dict)
     accepted_ns: int | None = None  # our clock at the 250 after DATA
+    accepted_mono: float | None = None  # the same moment on the monotonic clock (durations)
     started_ns: int = 0
     code: int | None = None
     reply: str = ""
@@ -106,6 +107,7 @@ async def submit(mailbox: Mailbox, timeouts: Timeouts, message: bytes | None = N
                 result.uncertain = True
                 raise
             result.accepted_ns = time.time_ns()
+            result.accepted_mono = time.monotonic()
             result.code = response.code
             result.reply = response.message
             result.enhanced_code = enhanced_code(response.code, response.message)
