@@ -88,7 +88,7 @@ def test_canaries_in_flight_are_not_shown_the_newest_settled_one_is() -> None:
         tuple(sorted({**V, "route": "a-b", "sender": "a@example.test",
                       "recipient": "b@example.test", "direction": "internal",
                       "outcome": o}.items()))
-        for o in ("delivered", "late", "lost", "send_failed")}
+        for o in ("delivered", "late", "lost", "send_failed", "abandoned")}
 
 
 def test_heartbeat_counters_and_gauges() -> None:
