@@ -158,6 +158,7 @@ class Demo:
             f"\n[agent]\ntick_s = {self.args.tick_s:g}\n"
             f'\n[influx]\napi = "v1"\nurl = "{self.influx.url}"\ndatabase = "{DATABASE}"\n'
             "\n[sla]\n"
+            f"vantages = {json.dumps(list(VANTAGES))}  # the vantages this score is made of\n"
             "# two vantages: a minute is down only when both saw the mailbox down\n"
             "# (a majority of 2 is 2); what one vantage alone sees is its own fault\n"
             "quorum = 2\n")
