@@ -275,3 +275,14 @@ def test_previous_key_verifies_its_canaries_in_flight_but_signs_nothing(
     with caplog.at_level(logging.WARNING):
         load_canary_key(config)
     assert not caplog.records
+
+
+@pytest.mark.parametrize("length", [20, 64])
+def test_longest_names_verify_by_the_folded_subject_alone(length: int) -> None:
+    cid = new_canary_id("v" * length, "r" * length, 2**40, key=TEST_KEY, recipient=BOB,
+                        driver=CHECK)
+    sent = build_message(cid, "probe@corp.example", BOB, SENT_AT).as_bytes()
+    subject = sent.split(b"Subject: ", 1)[1].split(b"\r\nDate:", 1)[0]
+    assert len(cid.subject) > 78 and b"\r\n " in subject  # folded (and encoded at 64)
+    v = judge(block(cid, strip_header=True))
+    assert (v.status, v.canary) == (VERIFIED, cid)
