@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from prober.config import Config
-from prober.probes.canary import new_canary_id
-from prober.probes.imap import MailboxWatcher
-from prober.probes.roundtrip import send_canary
+from prober.probes.canary import CanaryId
+from prober.probes.imap import Arrival, MailboxWatcher
+from prober.probes.plan import context
+from prober.probes.roundtrip import CanaryTarget, send_canary
 from tests.canary_helpers import TEST_KEY
 from tests.fixtures_mail import load_config
 from tests.localstack.mail import MailStack
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.integration
 async def _detections(config: Config, count: int) -> list[tuple[float, str]]:
     """(detection - SMTP 250 in s, how detected) for `count` canaries sent one by one."""
     route = config.routes[0]
-    sender, recipient = config.mailboxes[route.sender], config.mailboxes[route.recipient]
+    recipient = config.mailboxes[route.recipient]
     stop = asyncio.Event()
     watcher = MailboxWatcher(recipient, config.timeouts, config.canary, config.vantage.name,
                              key=TEST_KEY)
@@ -31,13 +32,16 @@ async def _detections(config: Config, count: int) -> list[tuple[float, str]]:
     out = []
     try:
         assert await watcher.wait_ready(10) and watcher.up, watcher.last_error
+        target, ctx = CanaryTarget.of(config, route), context(config)
+        awaited: dict[str, asyncio.Future[Arrival]] = {}
+
+        def expect(cid: CanaryId) -> None:
+            awaited[cid.id] = watcher.expect(cid.id, fast_for_s=20)
+
         for i in range(count):
-            cid = new_canary_id(config.vantage.name, route.name, i, key=TEST_KEY,
-                                recipient=recipient.address)
-            fut = watcher.expect(cid.id, fast_for_s=20)
-            sent = await send_canary(route, sender, recipient, cid, config.timeouts)
+            sent = await send_canary(ctx, target, i, expect, key=TEST_KEY)
             assert sent.submission.ok, sent.submission.error
-            arrival = await asyncio.wait_for(fut, 20)
+            arrival = await asyncio.wait_for(awaited[sent.canary.id], 20)
             out.append(((arrival.detected_ns - sent.submission.accepted_ns) / 1e9,
                         arrival.detect))
             # IDLE again between canaries, as a watcher does when nothing is awaited
