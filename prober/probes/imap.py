@@ -39,7 +39,10 @@ from prober.probes.imap_session import ImapSession
 log = logging.getLogger("prober.watcher")
 SWEEP_EVERY_S = 3600.0
 SWEEP = "sweep"  # Arrival.detect of a leftover the sweep found: detected late, not as it came
-SWEEP_BATCH = 500  # at most this many leftovers per sweep: a bounded FETCH
+SWEEP_BATCH = 500  # UIDs per FETCH and per removal (aioimaplib fails past ~3,000 at once)
+# candidates looked at per sweep, newest first: bounded work, and a mailbox full of
+# look-alikes (which are never removed) cannot hide this vantage's own leftovers for ever
+SWEEP_MAX = 5000
 FAST_POLL_FOR_S = 120.0  # a fast poll ends this long after the last expect() at the latest
 FULL_SCAN_EVERY_S = 1.0  # while fast polling: a UID FETCH even without an announced change
 
@@ -375,22 +378,30 @@ class MailboxWatcher:
                      exc.detail)
             return
         assert sess.selected is not None
-        stale: list[Arrival] = []
-        for m in await sess.fetch_uids(candidates[:SWEEP_BATCH]):
-            verdict = self._judge(m.headers)
-            # MAC-less messages are never swept: nothing proves they are ours
-            if (verdict is not None and self._removable(verdict, m.flags)
-                    and self._leftover(verdict.canary, m.internaldate_ns, now)):
-                stale.append(Arrival(verdict.canary, self.mailbox.name, sess.selected.name,
-                                     m.uid, m.internaldate_ns, now, SWEEP, m.headers))
-        if stale:
+        if len(candidates) > SWEEP_MAX:
+            log.info("watcher mailbox=%s: %d messages look like old canaries; this sweep "
+                     "looks at the newest %d", self.mailbox.name, len(candidates), SWEEP_MAX)
+        candidates = sorted(candidates, reverse=True)[:SWEEP_MAX]
+        for start in range(0, len(candidates), SWEEP_BATCH):
+            stale: list[Arrival] = []
+            for m in await sess.fetch_uids(candidates[start:start + SWEEP_BATCH]):
+                verdict = self._judge(m.headers)
+                # MAC-less messages are never swept: nothing proves they are ours
+                if (verdict is not None and self._removable(verdict, m.flags)
+                        and self._leftover(verdict.canary, m.internaldate_ns, now)):
+                    stale.append(Arrival(verdict.canary, self.mailbox.name,
+                                         sess.selected.name, m.uid, m.internaldate_ns, now,
+                                         SWEEP, m.headers))
+            if not stale:
+                continue
             how = await sess.remove([a.uid for a in stale], self.settings.cleanup,
                                     self.mailbox.imap.trash_folder)
-            if how != "kept":
-                self.swept += len(stale)
-                self.swept_canaries.extend(stale)
-                log.info("watcher mailbox=%s: swept %d leftover canaries (%s)",
-                         self.mailbox.name, len(stale), how)
+            if how == "kept":
+                return  # nothing can be removed here: no use looking further
+            self.swept += len(stale)
+            self.swept_canaries.extend(stale)
+            log.info("watcher mailbox=%s: swept %d leftover canaries (%s)",
+                     self.mailbox.name, len(stale), how)
 
     def _dispatch(self, arrival: Arrival) -> bool:
         known = False

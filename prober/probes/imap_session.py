@@ -211,16 +211,18 @@ class ImapSession:
         return Batch(await self.fetch_uids(batch), batch[-1], more=len(uids) > limit)
 
     async def search_old_canaries(self, before: datetime) -> list[int]:
-        """UIDs whose Subject has our canary marker and INTERNALDATE is before `before`'s day.
+        """UIDs whose Subject has our signed-canary marks and INTERNALDATE is before
+        `before`'s day.
 
         Only a coarse pre-filter (SEARCH is unreliable on some servers, and whole days
-        only): the caller verifies every hit locally before touching it. No CHARSET: some
-        servers refuse CHARSET UTF-8 (FIELD-NOTES).
+        only): the caller verifies every hit locally before touching it. Unsigned canaries
+        are never swept, so they are not asked for. No CHARSET: some servers refuse CHARSET
+        UTF-8 (FIELD-NOTES).
         """
         assert self.proto is not None
         response = await self._bounded(self.proto.search(
             "BEFORE", before.strftime("%d-%b-%Y"), "SUBJECT", '"[prober] canary"',
-            charset=None, by_uid=True), "sweep")
+            "SUBJECT", '" mac="', charset=None, by_uid=True), "sweep")
         if response.result != "OK":
             raise ProbeError("protocol", "sweep", f"UID SEARCH: {self._text(response.lines)}")
         uids: list[int] = []

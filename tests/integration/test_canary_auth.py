@@ -446,3 +446,41 @@ def test_check_removes_its_own_leftovers_past_their_wait_and_nothing_else(
     for what, content in keep.items():
         assert content in left, f"{what} was removed"
         left[content].unlink()
+
+
+def test_sweep_works_in_batches_newest_first_and_is_bounded(mail_stack: MailStack,
+                                                            tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch):
+    import prober.probes.imap as imap
+
+    monkeypatch.setattr(imap, "SWEEP_BATCH", 5)
+    monkeypatch.setattr(imap, "SWEEP_MAX", 12)
+    vantage = "batches"
+    carol = mail_stack.user("carol").address
+    old = int(time.time()) - 600
+
+    def plant(content: bytes) -> bytes:
+        os.utime(mail_stack.deliver_local("carol", content), (old, old))
+        time.sleep(0.002)  # distinct Maildir names: UIDs in planting order
+        return content
+
+    def look_alike(i: int) -> bytes:  # a stranger's message: canary Subject, made-up MAC
+        fake = dataclasses.replace(_signed(vantage, carol, stamp=old, seq=100 + i),
+                                   mac=f"{i:020x}")
+        return plant(_canary(fake, carol))
+
+    beyond_the_bound = plant(_canary(_signed(vantage, carol, stamp=old, seq=1), carol))
+    strangers = [look_alike(i) for i in range(6)]
+    second_batch = plant(_canary(_signed(vantage, carol, stamp=old, seq=2), carol))
+    strangers += [look_alike(i) for i in range(6, 12)]
+    config = load_config(mail_stack, tmp_path, vantage=vantage,
+                         extra="[canary]\nsweep_after_s = 60\n")
+    watcher = asyncio.run(_watch_until_swept(config, "carol", vantage))
+    left = _files(mail_stack, "carol")
+    # newest first, 5 at a time: the canary 7th from the top is found in the second batch
+    assert second_batch not in left and watcher.swept == 1
+    # the 14th from the top is past the bound of 12 for this sweep: looked at next time
+    assert beyond_the_bound in left
+    assert all(s in left for s in strangers)
+    for content in [beyond_the_bound, *strangers]:
+        left[content].unlink()
