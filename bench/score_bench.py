@@ -15,6 +15,7 @@ Run: .venv/bin/python bench/score_bench.py [--days 30] [--runs 2]
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import shutil
 import statistics
@@ -46,7 +47,7 @@ START = int(datetime(2026, 9, 1, tzinfo=UTC).timestamp())
 
 # Scores the spool in a child process, so that its peak RSS is the scoring's own.
 CHILD = """
-import sys, time
+import os, sys, time
 sys.path.insert(0, {root!r})
 from prober.config.sla import SlaSettings
 from prober.sla.local import spool_evidence
@@ -59,7 +60,8 @@ took = time.monotonic() - t0
 # VmHWM, not ru_maxrss: the latter keeps the forking parent's peak across exec
 hwm = next(int(line.split()[1]) for line in open("/proc/self/status")
            if line.startswith("VmHWM:"))
-print(took, card.send.n, round(card.send.mean_s, 6), len(card.conn.down), hwm)
+cpu = sum(os.times()[:2])
+print(took, card.send.n, round(card.send.mean_s, 6), len(card.conn.down), hwm, cpu)
 """
 
 
@@ -163,6 +165,8 @@ def main() -> None:
               f"generated and written in {time.monotonic() - t0:.1f} s")
         end_ns = (START + minutes * 60) * 10**9
         influx_times, curl_times, spool_times, spool_rss = [], [], [], []
+        spool_cpu: list[float] = []
+        load_before = os.getloadavg()[0]
         for attempt in range(1, args.runs + 1):
             ev = RecordingEvidence(InfluxTarget(server.url, "bench"), timeout_s=600)
             t0 = time.monotonic()
@@ -182,18 +186,22 @@ def main() -> None:
                 [sys.executable, "-c", CHILD.format(root=str(ROOT), path=str(spool_path),
                                                      start=START * 10**9, end=end_ns)],
                 check=True, capture_output=True, text=True)
-            took_s, n, mean, down, rss_kb = child.stdout.split()
+            took_s, n, mean, down, rss_kb, cpu_s = child.stdout.split()
+            spool_cpu.append(float(cpu_s))
             spool_times.append(float(took_s))
             spool_rss.append(int(rss_kb) / 1024)
-            print(f"run {attempt}: spool score {float(took_s):.1f} s, peak RSS "
+            print(f"run {attempt}: spool score {float(took_s):.1f} s (CPU {float(cpu_s):.1f} s), "
+                  f"peak RSS "
                   f"{int(rss_kb) / 1024:.0f} MB; send mean {float(mean):.4f} s over "
                   f"{int(n):,} canaries, down {down} min")
             shutil.rmtree(qdir)
         print(f"median: InfluxDB {statistics.median(influx_times):.1f} s, raw InfluxQL with "
               f"curl {statistics.median(curl_times):.1f} s, ratio "
               f"{statistics.median(influx_times) / statistics.median(curl_times):.2f} "
-              f"(target <= 1.5); spool {statistics.median(spool_times):.1f} s (target < 60), "
-              f"peak RSS {max(spool_rss):.0f} MB (target < 300)")
+              f"(target <= 1.5); spool {statistics.median(spool_times):.1f} s, CPU "
+              f"{statistics.median(spool_cpu):.1f} s (target < 60), peak RSS "
+              f"{max(spool_rss):.0f} MB (target < 300); load average {load_before:.1f} before, "
+              f"{os.getloadavg()[0]:.1f} after (2 cores)")
 
 
 if __name__ == "__main__":

@@ -70,6 +70,7 @@ from prober.sla.query import (
     NO_UPTIME,
     NO_VANTAGE,
     NOT_A_NUMBER,
+    NOT_JUDGED,
     OK_NO_TIME,
     UNKNOWN_OUTCOME,
     WEBMAIL_BUCKET_NS,
@@ -294,13 +295,9 @@ class LocalEvidence:
                           for name in (MAIL_FILTER, MAIL_BLOCKLIST, MAIL_ABUSE)
                           for line in self._rows(spool, name, start_ns, end_ns)]
 
-        # A canary's first write ("pending") is passed over in SQL: its fate, written at the
-        # same series and time, carries every field again, and a canary still in flight is
-        # not judged (it is counted below, with the canaries whose fate is not known).
         sql = "INSERT INTO rt VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
         for key, fields, time_ns in self._points(
-                self._rows(spool, MAIL_ROUNDTRIP, start_ns, end_ns,
-                           f"AND line NOT LIKE '%{_PENDING}%'"), MAIL_ROUNDTRIP):
+                self._rows(spool, MAIL_ROUNDTRIP, start_ns, end_ns), MAIL_ROUNDTRIP):
             row = self._canary(key, fields, time_ns)
             if row is not None:
                 batch.append(row)
@@ -521,6 +518,19 @@ class LocalEvidence:
 
     def antispam_points(self, start_ns: int, end_ns: int) -> list[Measurement]:
         return [p for p in self._antispam if start_ns <= p.time_ns < end_ns]
+
+    def canaries_not_judged(self, start_ns: int, end_ns: int
+                            ) -> dict[tuple[str, str, str], int]:
+        marks = ", ".join("?" * len(NOT_JUDGED))
+        out: dict[tuple[str, str, str], int] = {}
+        for sid, outcome, n in self._db.execute(
+                f"SELECT sid, outcome, count(*) FROM rt WHERE time_ns >= ? AND time_ns < ? AND "
+                f"outcome IN ({marks}) GROUP BY 1, 2",
+                (start_ns, end_ns, *(str(o) for o in NOT_JUDGED))):
+            route, vantage = self._series[sid][:2]
+            key = (vantage, route, outcome)
+            out[key] = out.get(key, 0) + n
+        return out
 
     def inventory(self, start_ns: int, end_ns: int) -> Inventory:
         """What was read (the whole span the evidence was opened for)."""

@@ -149,6 +149,13 @@ class Inventory:
     routes: list[RouteSeen] = field(default_factory=list)
 
 
+# The canary outcomes the clauses judge; the others (still pending when scored, an answer
+# to the submission never seen, a canary the provider never accepted) are counted apart,
+# under coverage, and never charged to the provider.
+JUDGED = (RoundtripOutcome.DELIVERED, RoundtripOutcome.LATE, RoundtripOutcome.LOST,
+          RoundtripOutcome.SEND_FAILED)
+NOT_JUDGED = tuple(o for o in RoundtripOutcome if o not in JUDGED)
+
 # Why a point read cannot be used; the report counts each per measurement.
 NO_UPTIME = "no uptime_s field (not a heartbeat this judge can read)"
 NO_VANTAGE = "no vantage tag"
@@ -224,6 +231,11 @@ class Evidence(Protocol):
 
     def unusable(self, start_ns: int, end_ns: int) -> dict[tuple[str, str], int]:
         """(measurement, reason) -> points read that no reduction can use."""
+        ...
+
+    def canaries_not_judged(self, start_ns: int, end_ns: int
+                            ) -> dict[tuple[str, str, str], int]:
+        """(vantage, route, outcome) -> canaries whose outcome is one of NOT_JUDGED."""
         ...
 
 
@@ -327,6 +339,11 @@ def q_unusable(start_ns: int, end_ns: int) -> list[str]:
         f"{_q(AccessOutcome.OK)} AND outcome != {_q(AccessOutcome.FAIL)}",
         f"SELECT count(*) FROM {WEBMAIL_LOAD} WHERE {r} AND outcome = {_q(WebmailOutcome.OK)}",
     ]
+
+
+def q_not_judged(outcome: str, start_ns: int, end_ns: int) -> str:
+    return (f"SELECT count(outcome) FROM {MAIL_ROUNDTRIP} WHERE outcome = {_q(outcome)} AND "
+            f"{_range(start_ns, end_ns)} GROUP BY vantage, route")
 
 
 def q_webmail_failures(start_ns: int, end_ns: int) -> str:
@@ -564,6 +581,19 @@ class InfluxEvidence:
                 key = (MAIL_ROUNDTRIP, t.get(TAG_VANTAGE, ""))
                 inv.points[key] = inv.points.get(key, 0) + n
         return inv
+
+    def canaries_not_judged(self, start_ns: int, end_ns: int
+                            ) -> dict[tuple[str, str, str], int]:
+        out: dict[tuple[str, str, str], int] = {}
+        results = self.run([q_not_judged(o, start_ns, end_ns) for o in NOT_JUDGED])
+        for outcome, series in zip(NOT_JUDGED, results, strict=True):
+            for s in series:
+                n = sum(int(r.get("count") or 0) for r in s["rows"])
+                if n:
+                    key = (s["tags"].get(TAG_VANTAGE, ""), s["tags"].get(TAG_ROUTE, ""),
+                           str(outcome))
+                    out[key] = out.get(key, 0) + n
+        return out
 
     def unusable(self, start_ns: int, end_ns: int) -> dict[tuple[str, str], int]:
         hb, arrived, unknown_rt, unknown_acc, wm_ok = self.run(q_unusable(start_ns, end_ns))

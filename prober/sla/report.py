@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+from prober.schema import RoundtripOutcome
 from prober.sla.query import CanaryEvent
 from prober.sla.score import (
     BREACH,
@@ -22,6 +23,12 @@ from prober.sla.score import (
 )
 
 FORMATS = ("table", "json", "markdown", "html")
+NOT_JUDGED_WHY = {
+    RoundtripOutcome.PENDING: "its fate was not known yet when scored",
+    RoundtripOutcome.SEND_UNCERTAIN: "the provider's answer to the submission was not seen",
+    # the agent's word for a canary the provider never accepted and that never arrived
+    "abandoned": "never accepted by the provider and never arrived",
+}
 LIST_LIMIT = 50  # evidence rows shown in table/markdown; JSON and HTML carry more
 
 
@@ -80,6 +87,7 @@ def to_dict(card: Scorecard) -> dict[str, Any]:
         "scope": _scope(card),
         "unusable_points": [{"measurement": m, "reason": r, "points": n}
                             for (m, r), n in card.unusable.items()],
+        "canaries_not_judged": card.not_judged,
         "penalties_owed": sorted({v.penalty_owed for v in card.verdicts if v.penalty_owed}),
         "antispam_evidence": card.antispam_evidence,
         "connectivity": {
@@ -203,6 +211,10 @@ def _evidence_sections(card: Scorecard) -> list[tuple[str, list[str], list[list[
                      ", ".join(found) or "none", ", ".join(d["absent"]) or "-"])
     sections.append(("What the contract covers and what the evidence holds",
                      ["what", "declared ([sla])", "found in the evidence", "absent"], rows))
+    sections.append(("Canaries not judged (under coverage; never charged to the provider)",
+                     ["outcome", "canaries", "why"],
+                     [[o, str(n), NOT_JUDGED_WHY.get(o, "")]
+                      for o, n in card.not_judged.items()]))
     sections.append(("Points read and not judged",
                      ["measurement", "reason", "points"],
                      [[m, r, str(n)] for (m, r), n in card.unusable.items()]))

@@ -184,3 +184,8 @@ class ScopedEvidence:
 
     def unusable(self, start_ns: int, end_ns: int) -> dict[tuple[str, str], int]:
         return self._ev.unusable(start_ns, end_ns)
+
+    def canaries_not_judged(self, start_ns: int, end_ns: int
+                            ) -> dict[tuple[str, str, str], int]:
+        return {k: n for k, n in self._ev.canaries_not_judged(start_ns, end_ns).items()
+                if self._vr(k[0], k[1])}

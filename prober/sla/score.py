@@ -565,6 +565,9 @@ class Scorecard:
     scope: Scope = field(default_factory=lambda: Scope(None, None, None))
     # (measurement, reason) -> points read and not judged (scope, unreadable, incomplete)
     unusable: dict[tuple[str, str], int] = field(default_factory=dict)
+    # outcome -> canaries not judged (pending when scored, send_uncertain, ...): reported with
+    # the coverage, never charged to the provider
+    not_judged: dict[str, int] = field(default_factory=dict)
     # §4/§5: every failure found, per clause id, with its evidence
     antispam_evidence: dict[str, list[str]] = field(default_factory=dict)
 
@@ -618,6 +621,11 @@ def score(evidence: Evidence, settings: SlaSettings, year: int, month: int,
     for k, n in scope.out_of_scope.items():
         unusable[k] = unusable.get(k, 0) + n
     evidence = ScopedEvidence(evidence, scope)
+    not_judged: dict[str, int] = {}
+    if end_ns > period.start_ns:
+        for (_v, _r, outcome), n in evidence.canaries_not_judged(period.start_ns,
+                                                                 end_ns).items():
+            not_judged[outcome] = not_judged.get(outcome, 0) + n
 
     send_c, recv_c = by_id["send_delay"], by_id["receive_delay"]
     over_s = min(send_c.num("max_s"), recv_c.num("max_s"))
@@ -658,7 +666,7 @@ def score(evidence: Evidence, settings: SlaSettings, year: int, month: int,
                                                                             period),
         year=year_result, year_explicit=judge_year is not None, verdicts=verdicts,
         webmail_timeout_s=settings.webmail_timeout_s, daily_down=daily_down,
-        daily_unknown=daily_unknown, scope=scope,
+        daily_unknown=daily_unknown, scope=scope, not_judged=dict(sorted(not_judged.items())),
         unusable=dict(sorted(unusable.items())), antispam_evidence=antispam.evidence)
 
 

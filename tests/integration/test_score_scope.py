@@ -238,6 +238,11 @@ def test_points_read_and_not_judged_are_counted(influxdb1: InfluxDB1, influx_db:
         f'mail_roundtrip,direction=internal,recipient={BOB},route=int,sender={ALICE},vantage=v1 '
         f'canary="x",outcome="delivered" {t + 9}',  # arrived without delivery_s
         f"prober_heartbeat,vantage=v1 uptime_s= {t + 11}",  # InfluxDB refuses it
+        # canaries not judged: still pending when scored, and no answer seen to the DATA
+        f'mail_roundtrip,direction=internal,recipient={BOB},route=int,sender={ALICE},vantage=v1 '
+        f'canary="p",outcome="pending" {t + 13}',
+        f'mail_roundtrip,direction=internal,recipient={BOB},route=int,sender={ALICE},vantage=v2 '
+        f'canary="u",outcome="send_uncertain" {t + 15}',
     )
     settings = SlaSettings(vantages=("v1", "v2"))
     cards = judge(points, settings, {ALICE}, influxdb1, influx_db, tmp_path, extra)
@@ -252,6 +257,8 @@ def test_points_read_and_not_judged_are_counted(influxdb1: InfluxDB1, influx_db:
         assert got[("mail_access", "mailbox 'bob@example.test' is not contracted")] == 2 * 2 * 2
         if source == "spool":
             assert got[("prober_heartbeat", "not valid line protocol")] == 1
+        # every written canary went pending first: only the one never rewritten is counted
+        assert card.not_judged == {"pending": 1, "send_uncertain": 1}, source
         d = to_dict(card)
         assert {"measurement": "mail_roundtrip", "reason": "vantage 'v9' is not in [sla] "
                 "vantages", "points": 2 * 3} in d["unusable_points"]
