@@ -9,6 +9,7 @@ Postfix creates it at the first accepted RCPT, so the truth also holds the clien
 transfer, a few ms) to the microsecond; Dovecot logs "saved mail" with microseconds
 (visible in the mailbox).
 `prober check` runs one route with its two mailboxes' SMTP and IMAP access checks.
+Then `prober config check` on the same file, 11 times: its CPU (the start-up cost).
 
 Installs Debian's monitoring-plugins-contrib (and the Perl modules its mail plugins need)
 when the plugin is missing.
@@ -262,6 +263,15 @@ def main() -> None:
         print(f"  ratio: prober check is {q['wall'] / p['wall']:.1f}x faster (wall), "
               f"uses {p['cpu'] / q['cpu']:.2f}x the plugin's CPU and "
               f"{p['rss'] / q['rss']:.2f}x its peak RSS")
+        runs = [timed([*prober_command(), "config", "check", "-c", str(path)], env)
+                for _ in range(11)]
+        assert all(r[3] == 0 for r in runs), runs[0][4]
+        print(f"  prober config check (the same file): CPU median "
+              f"{statistics.median(r[1] for r in runs):.3f} s, wall median "
+              f"{statistics.median(r[0] for r in runs):.3f} s, peak RSS "
+              f"{max(r[2] for r in runs):.1f} MB over 11 runs")
+        print(f"  load average during the run: {os.getloadavg()[0]:.2f} "
+              f"({os.cpu_count()} cores)")
         shutil.rmtree(Path(tmp) / "state", ignore_errors=True)
 
 

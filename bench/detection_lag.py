@@ -1,10 +1,11 @@
 """Detection lag on the local stack: how long after delivery the prober notices a canary.
 
-Prints, for IDLE and for polling, over N canaries sent one after another:
+Prints, for IDLE, for IDLE with the fast poll while a canary is awaited (`prober check`'s
+way, [check] fast_poll_s) and for polling, over N canaries sent one after another:
   after_250      our detection - the SMTP 250 (delivery_s; both on our clock)
   after_visible  our detection - INTERNALDATE (the server's "visible" stamp; 1 s resolution,
                  so individual values carry up to 1 s of rounding)
-Usage: python bench/detection_lag.py [--count 50] [--poll-s 1.0]
+Usage: python bench/detection_lag.py [--count 50] [--poll-s 1.0] [--fast-poll-s 0.05]
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--count", type=int, default=50)
     parser.add_argument("--poll-s", type=float, default=1.0)
+    parser.add_argument("--fast-poll-s", type=float, default=0.05)
     args = parser.parse_args()
     with MailStack() as stack, tempfile.TemporaryDirectory() as tmp:
         os.environ.update(stack.env())
@@ -78,6 +80,12 @@ def main() -> None:
         a, v, modes = asyncio.run(measure(config, args.count))
         print(f"IDLE   after_250:     {describe(a)}   (detected by {', '.join(sorted(modes))})")
         print(f"IDLE   after_visible: {describe(v)}")
+        fast = dataclasses.replace(config, canary=dataclasses.replace(
+            config.canary, fast_poll_s=args.fast_poll_s))
+        a, v, modes = asyncio.run(measure(fast, args.count))
+        print(f"IDLE+fast poll {args.fast_poll_s:g}s after_250:     {describe(a)}   "
+              f"(detected by {', '.join(sorted(modes))})")
+        print(f"IDLE+fast poll {args.fast_poll_s:g}s after_visible: {describe(v)}")
         bob = config.mailboxes["bob"]
         polled = dataclasses.replace(bob, imap=dataclasses.replace(bob.imap, idle=False))
         config = dataclasses.replace(
