@@ -26,6 +26,8 @@ from prober.schema import FIELD_CANARY, FIELD_OUTCOME, IN_FLIGHT, MAIL_ROUNDTRIP
 if TYPE_CHECKING:
     from prober.agent.spool import Spool
 
+CACHE_SIZE = -256  # KiB: as the spool's connections (spool.py says why)
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ledger_canaries (
     id TEXT PRIMARY KEY,            -- the canary's random id
@@ -94,6 +96,7 @@ class Ledger:
                                        check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute(f"PRAGMA cache_size={CACHE_SIZE}")  # see spool.py
             with self._lock:
                 self._db.executescript(_SCHEMA)
                 have = {r[1] for r in self._db.execute("PRAGMA table_info(ledger_canaries)")}

@@ -46,6 +46,7 @@ _PRUNE_EVERY_S = 60.0
 _PRUNE_CHUNK = 2000
 # A refused point is logged at once, then at most this often (with the running count).
 _REFUSED_LOG_EVERY_S = 60.0
+CACHE_SIZE = -256  # KiB, negative as SQLite wants it: a page cache of 256 KiB
 
 
 class SpoolError(RuntimeError):
@@ -132,6 +133,10 @@ class Spool:
             # FULL: the WAL is fsynced at every commit, so a committed append survives power
             # loss, not only a process crash (NORMAL would risk the last transactions).
             conn.execute("PRAGMA synchronous=FULL")
+            # SQLite's default page cache (2 MiB per connection) filled as the file grew and
+            # was most of the daemon's memory growth; appends and batch reads need little,
+            # and the kernel caches the file anyway.
+            conn.execute(f"PRAGMA cache_size={CACHE_SIZE}")
         except sqlite3.Error as exc:
             raise SpoolError(f"cannot open the spool {self.path}: {exc}") from None
         self._local.conn = conn
