@@ -79,3 +79,4 @@ def test_webmail_chart_spaces_days_by_date() -> None:
     assert (xs[2] - xs[1]) / (xs[1] - xs[0]) == pytest.approx(18.0, rel=5e-3)  # 0.1 px rounding
     assert "<polyline" in svg  # days 1 and 2 are joined; day 20 stands alone
     assert svg.count("<polyline") == 1
+
