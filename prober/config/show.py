@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import re
+from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
@@ -22,7 +24,15 @@ def _value(v: Any) -> str:
         return "# (not set)"
     if isinstance(v, (datetime, date)):
         return v.isoformat()  # TOML's own date-time syntax
+    if isinstance(v, Mapping):  # e.g. [sla.clauses.*] overrides: a TOML inline table
+        return "{" + ", ".join(f"{_key(k)} = {_value(x)}" for k, x in v.items()
+                               if x is not None) + "}"
     return str(v)
+
+
+def _key(k: object) -> str:
+    text = str(k)
+    return text if re.fullmatch(r"[A-Za-z0-9_-]+", text) else _value(text)
 
 
 # The dataclasses' names where they differ from the keys of probes.toml

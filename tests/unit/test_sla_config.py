@@ -81,3 +81,17 @@ def test_every_clause_of_the_contract_is_listed() -> None:
                                                  "billing"))
     # §4/§5 are judged from the GTUBE/EICAR probes (not measured when none ran)
     assert BY_ID["anti_spam"].measured and BY_ID["anti_virus"].measured
+
+
+def test_config_check_prints_the_scope_and_clause_settings_as_toml(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from prober.config import load
+    from prober.config.show import render
+
+    cfg = tmp_path / "p.toml"
+    cfg.write_text(f'[vantage]\nname = "v1"\nstate_dir = "{tmp_path}"\n\n[sla]\n'
+                   'vantages = ["v1", "v2"]\nroutes = ["r1"]\nmailboxes = ["a@x.test"]\n'
+                   '[sla.clauses.send_delay]\nmin_coverage = 0.5\nmean_max_s = 50\n')
+    sla = tomllib.loads(render(load(cfg)))["sla"]
+    assert sla["vantages"] == ["v1", "v2"] and sla["routes"] == ["r1"]
+    assert sla["clauses"] == {"send_delay": {"mean_max_s": 50.0}}
+    assert sla["clause_min_coverage"] == {"send_delay": 0.5}
