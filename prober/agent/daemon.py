@@ -26,7 +26,13 @@ from prober.agent.ledger import Entry, Ledger, LedgerError
 from prober.agent.prometheus import Exposition, open_exposition
 from prober.agent.scheduler import Tick, TickClock, route_offset, stable_fraction, vantage_offset
 from prober.agent.sdnotify import Notifier
-from prober.agent.spool import Spool, SpoolError, SpoolFull
+from prober.agent.spool import (
+    Spool,
+    SpoolError,
+    SpoolFull,
+    SpoolVanished,
+    quarantine_if_corrupt,
+)
 from prober.config import Config, ConfigError, load
 from prober.measurement import Measurement
 from prober.probes.canary import CanaryId
@@ -61,6 +67,7 @@ log = logging.getLogger("prober.agent")
 SPOOL_WARN_DEPTH = 10_000
 KEEP_RESOLVED_S = 7 * 86400.0  # a canary's ledger entry outlives its verdict this long
 AGENT_STOPPED = "agent stopped during the SMTP session"  # `error` of a recovered canary
+EXIT_STATE_VANISHED = 1  # as for a spool that cannot be used: the files are not there
 
 
 class Agent:
@@ -73,7 +80,9 @@ class Agent:
         self.clock = clock or SYSTEM
         self.started = self.clock.monotonic()
         self.stop = asyncio.Event()
+        quarantine_if_corrupt(config.spool.path)  # SQLite's own check, once at start
         self.spool = Spool(config.spool.path, config.spool)
+        self.exit_code = 0
         self.ledger = Ledger(config.spool.path, self.spool)
         self.canary_key = load_canary_key(config)
         self._forged_before = 0  # counted by watchers since retired (a reload)
@@ -91,6 +100,8 @@ class Agent:
         self._early: dict[str, tuple[Arrival, float]] = {}
         # the SMTP 250 on the monotonic clock, for canaries accepted in this run
         self._accepted_mono: dict[str, float] = {}
+        # arrivals a full disk kept from the ledger, with when they were seen
+        self._unrecorded: dict[str, tuple[Arrival, float]] = {}
         self._reload = False
         self._webmail_due: dict[str, float] = {}
         self._periodic_due: dict[str, float] = {}
@@ -132,6 +143,8 @@ class Agent:
                     break
                 if self._reload:
                     await self._apply_reload()
+                if self._state_vanished():
+                    break
                 self._on_tick(tick)
                 self.ticks += 1
                 if self.max_ticks is not None and self.ticks >= self.max_ticks:
@@ -148,7 +161,27 @@ class Agent:
             self.ledger.close()
             self.spool.close()
             log.info("stopped after %d ticks", self.ticks)
-        return 0
+        return self.exit_code
+
+    def _state_error(self, what: str, exc: SpoolError | LedgerError) -> None:
+        _log_state_error(what, exc)
+        if isinstance(exc, SpoolVanished):
+            self._state_vanished()
+
+    def _state_vanished(self) -> bool:
+        """The spool deleted or replaced under us (the state directory removed): SQLite
+        would go on writing into the deleted file and every point would be lost. One line
+        and out; started again (systemd's Restart=), the agent makes a fresh state."""
+        if not self.spool.vanished():
+            return False
+        if self.exit_code == EXIT_STATE_VANISHED:
+            return True  # said once
+        log.error("spool %s was deleted or replaced while the agent ran (state directory "
+                  "removed?): stopping, so that no point is written into a deleted file; "
+                  "a restart starts a fresh spool", self.config.spool.path)
+        self.exit_code = EXIT_STATE_VANISHED
+        self.request_stop("state files vanished")
+        return True
 
     def request_stop(self, why: str = "request") -> None:
         if not self.stop.is_set():
@@ -274,7 +307,7 @@ class Agent:
         cfg = self.config
         self.watchers = {
             name: MailboxWatcher(cfg.mailboxes[name], cfg.timeouts, cfg.canary,
-                                 cfg.vantage.name, self._on_arrival, self.ledger,
+                                 cfg.vantage.name, self._arrived, self.ledger,
                                  key=self.canary_key)
             for name in self.plan.recipients}
         self._watch_tasks = [self._spawn(w.run(self._watch_stop), f"watcher mailbox={name}",
@@ -304,6 +337,7 @@ class Agent:
         self._periodic(tick)
         self._guard(self._expire, "canary expiry")
         self._guard(self._respool, "spooling refused canary points again")
+        self._guard(self._record_unrecorded, "recording arrivals kept in memory")
         self._guard(lambda: self._heartbeat(tick), "heartbeat")
         self.notifier.status(self._status())
 
@@ -322,7 +356,7 @@ class Agent:
             raise
         except (SpoolError, LedgerError) as exc:
             self.task_errors += 1
-            log.error("%s failed: %s", what, exc)
+            self._state_error(what, exc)
         except Exception:
             self.task_errors += 1
             log.exception("%s failed", what)
@@ -334,7 +368,7 @@ class Agent:
             fn()
         except (SpoolError, LedgerError) as exc:
             self.task_errors += 1
-            log.error("%s failed: %s", what, exc)
+            self._state_error(what, exc)
         except Exception:
             self.task_errors += 1
             log.exception("%s failed", what)
@@ -395,14 +429,33 @@ class Agent:
         return self._sem
 
     # -- fates -----------------------------------------------------------------------------------
-    def _on_arrival(self, arrival: Arrival) -> bool:
+    def _arrived(self, arrival: Arrival) -> bool:
+        """The watchers' callback: an arrival that cannot be recorded now (a full disk) is
+        kept in memory, with when it was seen, and recorded at a later tick; its message
+        stays in the mailbox, and the watcher goes on (an exception would end its session,
+        again and again)."""
+        seen_mono = self.clock.monotonic()
+        try:
+            return self._on_arrival(arrival, seen_mono)
+        except (SpoolError, LedgerError) as exc:
+            self._unrecorded[arrival.canary.id] = (arrival, seen_mono)
+            self._state_error(f"canary id={arrival.canary.id} arrived; recording it", exc)
+            return False
+
+    def _record_unrecorded(self) -> None:
+        for cid, (arrival, seen_mono) in list(self._unrecorded.items()):
+            self._on_arrival(arrival, seen_mono)  # an error leaves it for the next tick
+            del self._unrecorded[cid]
+
+    def _on_arrival(self, arrival: Arrival, seen_mono: float | None = None) -> bool:
         """Called by a watcher for every canary of this vantage; True: ours, remove it."""
         entry = self.ledger.get(arrival.canary.id)
         if entry is None:
             return False
         if not arrival.authenticated and entry.created_ns >= self.canary_key.since_ns:
             return False  # unsigned, but this canary was signed: not its arrival
-        seen_mono = self.clock.monotonic()
+        if seen_mono is None:
+            seen_mono = self.clock.monotonic()
         if not entry.fields:
             # arrived before its send returned (a fast poll): settle once the send is recorded
             self._early[entry.id] = (arrival, seen_mono)
@@ -638,6 +691,15 @@ class Agent:
         return (f"{self.ticks} ticks, {len(self.config.routes)} routes, watchers {up}/"
                 f"{len(self.watchers)} up, {self.ledger.pending_count()} canaries in flight, "
                 f"spool {self.spool.depth()}")
+
+
+def _log_state_error(what: str, exc: SpoolError | LedgerError) -> None:
+    """A refused point or a full disk is a state the spool logs once when it starts and
+    once when it ends; each task that meets it is counted, not logged (190 lines a tick)."""
+    if isinstance(exc, (SpoolFull, SpoolVanished)) or getattr(exc, "disk_full", False):
+        log.debug("%s failed: %s", what, exc)
+    else:
+        log.error("%s failed: %s", what, exc)
 
 
 def _keep_spool(new: Config, old: Config) -> Config:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from prober.agent.spool import is_disk_full, private_file
 from prober.measurement import Measurement
 from prober.schema import FIELD_CANARY, FIELD_OUTCOME, IN_FLIGHT, MAIL_ROUNDTRIP
 
@@ -62,7 +63,14 @@ FORGOTTEN = "forgotten"  # closed without ever having a point (its route left th
 
 
 class LedgerError(RuntimeError):
-    """The ledger cannot be read or written; the message names the file and why."""
+    """The ledger cannot be read or written; the message names the file and why.
+
+    `disk_full`: the cause was a full disk, a state the spool reports once (not per write).
+    """
+
+    def __init__(self, message: str, cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.disk_full = is_disk_full(cause)
 
 
 @dataclass(frozen=True)
@@ -90,8 +98,10 @@ class Ledger:
         self.spool = spool
         self._lock = threading.Lock()
         self._handed_seq = 0
+        self._unsaved_cursors: dict[tuple[str, str], tuple[int, int]] = {}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            private_file(self.path)
             self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
                                        check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -104,11 +114,18 @@ class Ledger:
                     if name not in have:
                         self._db.execute(f"ALTER TABLE ledger_canaries ADD COLUMN {name} {decl}")
         except (OSError, sqlite3.Error) as exc:
-            raise LedgerError(f"cannot open the canary ledger in {self.path}: {exc}") from None
+            raise LedgerError(f"cannot open the canary ledger in {self.path}: {exc}",
+                              exc) from None
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    def _error(self, message: str, exc: BaseException) -> LedgerError:
+        err = LedgerError(message, exc)
+        if err.disk_full and self.spool is not None:
+            self.spool.note_disk_full(str(exc))
+        return err
 
     def _write(self, sql: str, params: tuple) -> None:
         with self._lock:
@@ -122,14 +139,14 @@ class Ledger:
                         self._db.execute("ROLLBACK")
                     raise
             except sqlite3.Error as exc:
-                raise LedgerError(f"canary ledger {self.path}: cannot write: {exc}") from None
+                raise self._error(f"canary ledger {self.path}: cannot write: {exc}", exc) from None
 
     def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
         with self._lock:
             try:
                 return self._db.execute(sql, params).fetchall()
             except sqlite3.Error as exc:
-                raise LedgerError(f"canary ledger {self.path}: cannot read: {exc}") from None
+                raise self._error(f"canary ledger {self.path}: cannot read: {exc}", exc) from None
 
     # -- sequence numbers survive restarts, so (vantage, seq) never repeats -----------------
     def next_seq(self) -> int:
@@ -144,7 +161,7 @@ class Ledger:
             except sqlite3.Error as exc:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
-                raise LedgerError(f"canary ledger {self.path}: cannot count: {exc}") from None
+                raise self._error(f"canary ledger {self.path}: cannot count: {exc}", exc) from None
         self._handed_seq = seq
         return seq
 
@@ -179,8 +196,8 @@ class Ledger:
                         self._db.execute("ROLLBACK")
                     raise
             except sqlite3.Error as exc:
-                raise LedgerError(f"canary ledger {self.path}: cannot enter canary "
-                                  f"{canary_id}: {exc}") from None
+                raise self._error(f"canary ledger {self.path}: cannot enter canary "
+                                  f"{canary_id}: {exc}", exc) from None
 
     def _record_sql(self, point: Measurement, unspooled: int) -> tuple[str, tuple]:
         outcome = str(point.fields[FIELD_OUTCOME])
@@ -254,11 +271,14 @@ class Ledger:
             except sqlite3.Error as exc:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
-                raise LedgerError(f"canary ledger {self.path}: cannot prune: {exc}") from None
+                raise self._error(f"canary ledger {self.path}: cannot prune: {exc}", exc) from None
         return n
 
     # -- the watchers' CursorStore -------------------------------------------------------------
     def get_cursor(self, mailbox: str, folder: str) -> tuple[int, int] | None:
+        unsaved = self._unsaved_cursors.get((mailbox, folder))
+        if unsaved is not None:
+            return unsaved
         rows = self._read("SELECT uidvalidity, last_uid FROM ledger_cursors "
                           "WHERE mailbox=? AND folder=?", (mailbox, folder))
         return (int(rows[0][0]), int(rows[0][1])) if rows else None
@@ -266,8 +286,17 @@ class Ledger:
     def set_cursor(self, mailbox: str, folder: str, uidvalidity: int, last_uid: int) -> None:
         if self.get_cursor(mailbox, folder) == (uidvalidity, last_uid):
             return  # most scans find nothing new: no fsync for them
-        self._write("INSERT OR REPLACE INTO ledger_cursors VALUES (?, ?, ?, ?)",
-                    (mailbox, folder, uidvalidity, last_uid))
+        try:
+            self._write("INSERT OR REPLACE INTO ledger_cursors VALUES (?, ?, ?, ?)",
+                        (mailbox, folder, uidvalidity, last_uid))
+        except LedgerError as exc:
+            if not exc.disk_full:
+                raise
+            # A full disk must not stop the watcher (it would reconnect and fail again, in
+            # a loop): the cursor lives in memory until a later scan can save it.
+            self._unsaved_cursors[(mailbox, folder)] = (uidvalidity, last_uid)
+            return
+        self._unsaved_cursors.pop((mailbox, folder), None)
 
 
 def _entry(row: tuple) -> Entry:

@@ -20,6 +20,7 @@ touches only the `spool_*` tables.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import shutil
@@ -44,13 +45,25 @@ log = logging.getLogger("prober.spool")
 _PRUNE_EVERY_APPENDS = 500
 _PRUNE_EVERY_S = 60.0
 _PRUNE_CHUNK = 2000
-# A refused point is logged at once, then at most this often (with the running count).
-_REFUSED_LOG_EVERY_S = 60.0
 CACHE_SIZE = -256  # KiB, negative as SQLite wants it: a page cache of 256 KiB
+
+
+DISK_FULL = "the disk was full"
+
+
+def is_disk_full(exc: BaseException | None) -> bool:
+    """SQLite's SQLITE_FULL ("database or disk is full"), or the OS's ENOSPC / EDQUOT."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(exc, sqlite3.Error) and "full" in str(exc).lower()
 
 
 class SpoolError(RuntimeError):
     """The spool cannot be opened or used; the message says which file and why."""
+
+
+class SpoolVanished(SpoolError):
+    """The database file was deleted or replaced under the running agent."""
 
 
 class SpoolFull(SpoolError):
@@ -80,6 +93,64 @@ def _rollback(conn: sqlite3.Connection) -> None:
         conn.execute("ROLLBACK")
 
 
+def private_file(path: Path) -> None:
+    """The database file, created 0600 before SQLite opens it (SQLite creates it, and its
+    -wal and -shm beside it, with the umask's mode: 0644 in a state directory that already
+    existed 0755); an existing one readable by others is narrowed."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            os.chmod(path, mode & 0o700)
+            log.warning("spool %s was mode %04o: narrowed to %04o (points may name mailboxes "
+                        "and servers)", path, mode, mode & 0o700)
+        return
+    os.close(fd)
+
+
+def quarantine_if_corrupt(path: str | Path) -> Path | None:
+    """SQLite's own quick_check of the database at start. A corrupt one is moved aside (with
+    its -wal and -shm), never deleted, so a fresh one can start; returns where it went.
+
+    A spool with corrupt pages was written to silently until `spool export` and `score`
+    crashed on it; `sqlite3 FILE .recover` can salvage what the moved file still holds.
+    """
+    path = Path(path)
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    why = None
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0)
+        try:
+            rows = conn.execute("PRAGMA quick_check(5)").fetchall()
+        finally:
+            conn.close()
+        if [r[0] for r in rows] != ["ok"]:
+            # its messages span lines ("*** in database main ***\nPage 3: ..."): one line
+            why = " ".join("; ".join(str(r[0]) for r in rows).split())
+    except sqlite3.DatabaseError as exc:  # "file is not a database", "malformed"
+        if "locked" in str(exc).lower() or "busy" in str(exc).lower():
+            raise SpoolError(f"spool {path}: in use by another process ({exc})") from None
+        why = str(exc)
+    if why is None:
+        return None
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    try:
+        for suffix in ("", "-wal", "-shm"):
+            src = path.with_name(path.name + suffix)
+            if src.exists():
+                os.replace(src, aside.with_name(aside.name + suffix))
+    except OSError as exc:
+        raise SpoolError(f"spool {path} is corrupt ({why}) and cannot be moved aside: "
+                         f"{exc.strerror}") from None
+    log.error("spool %s is corrupt (SQLite quick_check: %s): moved aside to %s, starting a "
+              "fresh spool; points and canaries in flight in it are not sent (salvage with "
+              "`sqlite3 %s .recover`)", path, why[:200], aside, aside)
+    return aside
+
+
 class Spool:
     """Thread-safe: each thread gets its own SQLite connection (WAL lets a reader and the
     writer work side by side; writers queue on SQLite's lock with a busy timeout)."""
@@ -97,14 +168,21 @@ class Spool:
         self._closed = False
         self._appends_since_prune = 0
         self._last_prune = 0.0
-        self._last_refused_log = 0.0
-        self._refused_since_log = 0
+        # Refusing new points is a state (the floor, a full disk, the cap): logged once when
+        # it starts, with its reason, and once when points are taken again with the count.
+        self.refusing: str | None = None
+        self._refused_in_state = 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
             raise SpoolError(f"cannot create the spool's directory {self.path.parent}: "
                              f"{exc.strerror}") from None
+        try:
+            private_file(self.path)
+        except OSError as exc:
+            raise SpoolError(f"cannot create the spool {self.path}: {exc.strerror}") from None
         conn = self._conn()
+        self._inode = self._identity()
         try:
             with conn:
                 conn.executescript(_SCHEMA)
@@ -144,6 +222,18 @@ class Spool:
             self._conns.append(conn)
         return conn
 
+    def _identity(self) -> tuple[int, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino)
+
+    def vanished(self) -> bool:
+        """True when the database file was deleted or replaced under the running agent:
+        SQLite would go on writing into the deleted file, and every point would be lost."""
+        return self._identity() != self._inode
+
     def close(self) -> None:
         with self._lock:
             self._closed = True
@@ -161,7 +251,11 @@ class Spool:
     # -- disk safety ---------------------------------------------------------------------
 
     def free_bytes(self) -> int:
-        return shutil.disk_usage(self.path.parent).free
+        try:
+            return shutil.disk_usage(self.path.parent).free
+        except OSError as exc:
+            raise SpoolError(f"spool {self.path}: cannot see its filesystem: "
+                             f"{exc.strerror}") from None
 
     def used_bytes(self) -> int:
         """Bytes of the database in use: pages minus free pages (the file does not shrink)."""
@@ -207,18 +301,31 @@ class Spool:
                     self.settings.ballast_bytes)
         return True
 
-    def _refuse(self, count: int, why: str) -> SpoolFull:
+    def _refuse(self, count: int, why: str, kind: str) -> SpoolFull:
         self.refused_count += count
-        self._refused_since_log += count
         self._bump_counter("refused", count)
-        now = time.monotonic()
         message = f"spool {self.path}: refused {count} new point(s): {why}"
-        if now - self._last_refused_log >= _REFUSED_LOG_EVERY_S or self._last_refused_log == 0:
-            log.error("%s (%d refused since the last report, %d in total; points already "
-                      "spooled are kept)", message, self._refused_since_log, self.refused_count)
-            self._last_refused_log = now
-            self._refused_since_log = 0
+        self._enter_refusing(kind, message)
+        self._refused_in_state += count
         return SpoolFull(message, count)
+
+    def _enter_refusing(self, kind: str, message: str) -> None:
+        if self.refusing != kind:
+            log.error("%s; refusing new points until there is room (%d refused in total; "
+                      "points already spooled are kept)", message, self.refused_count)
+            self.refusing = kind
+            self._refused_in_state = 0
+
+    def note_disk_full(self, why: str) -> None:
+        """Another writer of this database (the ledger) met a full disk: the same state."""
+        self._enter_refusing(DISK_FULL, f"spool {self.path}: disk full: {why}")
+
+    def _note_room(self) -> None:
+        if self.refusing is not None:
+            log.warning("spool %s: room again, new points are taken (%d were "
+                        "refused while %s)", self.path, self._refused_in_state, self.refusing)
+            self.refusing = None
+            self._refused_in_state = 0
 
     def _check_room(self, count: int) -> None:
         s = self.settings
@@ -228,13 +335,14 @@ class Spool:
             # the ballast is for when something else fills the disk to the last byte.
             raise self._refuse(count, f"only {free / 2**20:.1f} MiB free on the spool's "
                                f"filesystem, below the floor min_free_bytes = "
-                               f"{s.min_free_bytes} ({s.min_free_bytes / 2**20:.1f} MiB)")
+                               f"{s.min_free_bytes} ({s.min_free_bytes / 2**20:.1f} MiB)",
+                               "below the free-space floor")
         if not s.retain:
             used = self.used_bytes()
             if used >= s.max_bytes:
                 raise self._refuse(count, f"the spool holds {used} bytes of undelivered "
                                    f"points, at its cap max_bytes = {s.max_bytes}; is InfluxDB "
-                                   "reachable?")
+                                   "reachable?", "at max_bytes")
 
     def _bump_counter(self, name: str, by: int) -> None:
         # Best effort: on a full disk this write may fail too; the in-memory count stays.
@@ -284,14 +392,19 @@ class Spool:
                 also: Callable[[sqlite3.Connection], object] | None = None) -> int:
         if not rows and also is None:
             return 0
+        if self.vanished():
+            raise SpoolVanished(f"spool {self.path} was deleted or replaced while in use; "
+                                f"{len(rows)} new point(s) not written")
         self._check_room(len(rows))
         try:
             self._execute_many("INSERT INTO spool_points (measurement, time_ns, enqueued_ns, "
                                "line) VALUES (?, ?, ?, ?)", rows, also)
         except sqlite3.OperationalError as exc:
-            if "full" in str(exc).lower():
-                raise self._refuse(len(rows), f"SQLite says {exc}") from None
+            if is_disk_full(exc):
+                raise self._refuse(len(rows), f"disk full: SQLite says {exc}",
+                                   DISK_FULL) from None
             raise SpoolError(f"spool {self.path}: cannot append: {exc}") from None
+        self._note_room()
         self._after_append(len(rows))
         return len(rows)
 
@@ -313,7 +426,7 @@ class Spool:
                     raise
                 return
             except sqlite3.OperationalError as exc:
-                if "full" in str(exc).lower() and attempt == 1 and self.release_ballast():
+                if is_disk_full(exc) and attempt == 1 and self.release_ballast():
                     continue
                 raise
 
