@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 HEAVY = ("httpx", "httpcore", "h2", "influxdb_client", "urllib3", "prober.sla",
-         "prober.agent.influx", "playwright")
+         "prober.agent.influx", "playwright", "cryptography", "prometheus_client",
+         "cssselect2", "tinycss2")
 
 
 def _loaded_after(code: str) -> set[str]:
@@ -32,6 +33,10 @@ def test_check_without_influx_or_webmail_imports_nothing_heavy() -> None:
     # what `prober check` imports to check mail and spool the points (no [influx])
     loaded = _loaded_after("import prober.cli, prober.commands.check, prober.commands.deliver")
     assert loaded == set()
+
+
+def test_the_daemon_without_influx_imports_nothing_heavy() -> None:
+    assert _loaded_after("import prober.cli, prober.agent.daemon") == set()
 
 
 def test_score_is_imported_when_it_runs() -> None:
