@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import pwd
+import re
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +27,9 @@ HARDENING = {
     "Type": "notify",
     "WatchdogSec": "180s",
     "Restart": "always",
-    "DynamicUser": "yes",
+    "User": "prober",
+    "Group": "prober",
+    "ConfigurationDirectoryMode": "0750",
     "ProtectSystem": "strict",
     "ProtectHome": "yes",
     "PrivateTmp": "yes",
@@ -140,3 +147,120 @@ def test_the_units_differ_only_where_the_instance_matters() -> None:
     plain, template = settings("prober.service"), settings("prober@.service")
     differ = {k for k in plain.keys() | template.keys() if plain.get(k) != template.get(k)}
     assert differ == {"ExecStart", "StateDirectory"}
+
+
+# --- the README's install, as the unit's user would meet it -------------------------------
+
+SERVICE_UID = SERVICE_GID = 61234  # no such user here: a bare unprivileged uid and gid
+
+
+def readme_install_modes() -> dict[str, tuple[int, str, str]]:
+    """`install ... -m MODE -o OWNER -g GROUP ... PATH` lines of the README's install block:
+    path -> (mode, owner, group). The test applies exactly these."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("## Run it on a probe host", 1)[1].split("```", 2)[1]
+    modes = {}
+    for line in block.splitlines():
+        m = re.match(r"install (-d )?-m (0\d{3}) -o (\S+) -g (\S+) (.+?)(\s+#.*)?$", line)
+        if m:
+            modes[m[5].split()[-1]] = (int(m[2], 8), m[3], m[4])
+    return modes
+
+
+@pytest.fixture
+def installed(tmp_path: Path) -> Iterator[Path]:
+    """/etc/prober and /var/lib/prober as the README and the unit make them, under a fresh
+    root that any uid may traverse (pytest's own tmp is root's only)."""
+    try:
+        pwd.getpwuid(SERVICE_UID)
+        pytest.fail(f"uid {SERVICE_UID} exists here; pick another for the test")
+    except KeyError:
+        pass
+    root = Path(tempfile.mkdtemp(prefix="prober-unit-", dir="/tmp"))
+    root.chmod(0o755)
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _apply(path: Path, mode: int, owner: str, group: str) -> None:
+    ids = {"root": 0, "prober": SERVICE_UID}
+    os.chown(path, ids[owner], {"root": 0, "prober": SERVICE_GID}[group])
+    path.chmod(mode)
+
+
+def _as_service(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    setpriv = shutil.which("setpriv")
+    assert setpriv, "setpriv (util-linux) is needed to drop to the service's uid"
+    return subprocess.run([setpriv, f"--reuid={SERVICE_UID}", f"--regid={SERVICE_GID}",
+                           "--clear-groups", "--", sys.executable, "-m", "prober.cli", *args],
+                          capture_output=True, text=True, timeout=120, env=env, cwd="/")
+
+
+def test_the_agent_runs_as_the_units_user_against_the_readmes_file_modes(
+        installed: Path) -> None:
+    modes = readme_install_modes()
+    assert set(modes) == {"/etc/prober", "/etc/prober/credentials", "/etc/prober/probes.toml"}
+    etc, state = installed / "etc" / "prober", installed / "var" / "lib" / "prober"
+    etc.mkdir(parents=True)
+    (etc / "credentials").mkdir()
+    state.mkdir(parents=True)
+    for p in (installed / "etc", installed / "var", installed / "var" / "lib"):
+        p.chmod(0o755)
+    # the secret as LoadCredential= hands it over: a private copy the service's user reads
+    creds = installed / "run" / "credentials" / "prober.service"
+    creds.mkdir(parents=True)
+    (creds / "corp").write_text("the-password")
+    for p in (installed / "run", installed / "run" / "credentials"):
+        p.chmod(0o755)
+    os.chown(creds, SERVICE_UID, SERVICE_GID)
+    creds.chmod(0o500)
+    os.chown(creds / "corp", SERVICE_UID, SERVICE_GID)
+    (creds / "corp").chmod(0o400)
+    config = etc / "probes.toml"
+    config.write_text(f"""[vantage]
+name = "unit"
+state_dir = "{state}"
+[agent]
+tick_s = 0.5
+[timeouts]
+connect_s = 1
+command_s = 1
+[[mailbox]]
+name = "corp"
+address = "probe@corp.test"
+password_credential = "corp"
+allow_plaintext = true
+[mailbox.smtp]
+host = "127.0.0.1"
+port = 9
+tls = "none"
+[mailbox.imap]
+host = "127.0.0.1"
+port = 9
+tls = "none"
+""")
+    for path, (mode, owner, group) in modes.items():
+        _apply(installed / path.lstrip("/"), mode, owner, group)
+    # StateDirectory=prober, StateDirectoryMode=0700: owned by the unit's user
+    os.chown(state, SERVICE_UID, SERVICE_GID)
+    state.chmod(0o700)
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "LANG": "C.UTF-8",
+           "CREDENTIALS_DIRECTORY": str(creds), "PYTHONPATH": str(ROOT)}
+
+    checked = _as_service("config", "check", "-c", str(config), env=env)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "the-password" not in checked.stdout + checked.stderr
+    ran = _as_service("run", "--ticks", "2", "-c", str(config), env=env)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "Traceback" not in ran.stderr
+    db = state / "prober.db"
+    assert db.stat().st_uid == SERVICE_UID and db.stat().st_mode & 0o077 == 0
+
+    # The control: the modes as the README had them (root:root), which a DynamicUser met.
+    os.chown(etc, 0, 0)
+    refused = _as_service("config", "check", "-c", str(config), env=env)
+    assert refused.returncode == 3, refused.stdout + refused.stderr
+    assert f"{config}: cannot read: Permission denied" in refused.stderr
+    assert "Traceback" not in refused.stderr
