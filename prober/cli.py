@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from prober.measurement import Measurement
 
 EXIT_STATE_FILES = 1  # `prober run`: the spool or the canary ledger cannot be used
+# `prober check` answers within this: below the 60 s that Nagios (service_check_timeout),
+# Icinga 2 (check_timeout) and Checkmk give an active check by default
+CHECK_TIMEOUT_S = 50.0
 
 
 # score and spool are imported only when they run (httpx, the judge, the writer)
@@ -55,12 +58,18 @@ def config_check(config_path: str) -> None:
 @click.option("--route", "routes", multiple=True, help="only this route (repeatable)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of the table")
 @click.option("--no-write", is_flag=True, help="do not write the measurements anywhere")
-def check(config_path: str, routes: tuple[str, ...], as_json: bool, no_write: bool) -> None:
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=5, max=3600),
+              default=CHECK_TIMEOUT_S, show_default=True, metavar="SECONDS",
+              help="answer within this many seconds: keep it below the monitoring system's "
+                   "own timeout (Nagios, Icinga 2, Checkmk: 60 s by default)")
+def check(config_path: str, routes: tuple[str, ...], as_json: bool, no_write: bool,
+          timeout_s: float) -> None:
     """One-shot check with Nagios exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
 
     The first line is the summary with perfdata; the table follows.
     """
     import asyncio
+    import time
 
     from prober.commands import check as checking
     from prober.commands.check_leftovers import open_leftovers
@@ -71,12 +80,26 @@ def check(config_path: str, routes: tuple[str, ...], as_json: bool, no_write: bo
         click.echo(f"PROBER UNKNOWN - no route named {', '.join(unknown)} in {config_path} "
                    f"(known: {', '.join(r.name for r in cfg.routes) or 'none'})")
         sys.exit(3)
+    started = time.monotonic()
+    # time kept back for what follows the probes: writing the points (InfluxDB's own
+    # timeout when it is configured) and printing
+    reserve = 1.0 + (min(cfg.influx.timeout_s, 10.0) + 1.0 if cfg.influx and not no_write
+                     else 0.0)
+    deadline = started + max(timeout_s - reserve, timeout_s / 2)
     ledger = None if no_write else _ledger(cfg)
     leftovers = None if no_write else open_leftovers(cfg)
     try:
-        result = asyncio.run(checking.run_check(cfg, list(routes) or None,
-                                                ledger.next_seq if ledger else None,
-                                                leftovers))
+        # canaries are awaited until `deadline - 2`; the rest (a server slow to answer a
+        # login) is cut at the deadline itself: UNKNOWN, never the monitor's own timeout
+        result = asyncio.run(asyncio.wait_for(
+            checking.run_check(cfg, list(routes) or None, ledger.next_seq if ledger else None,
+                               leftovers, deadline - 2.0),
+            deadline - time.monotonic()))
+    except TimeoutError:
+        click.echo(f"PROBER UNKNOWN - the check did not finish within --timeout "
+                   f"{timeout_s:g} s: a server answered too slowly (raise --timeout, and the "
+                   "monitoring system's own timeout with it)")
+        sys.exit(3)
     except ConfigError as exc:  # e.g. the canary key cannot be read or made
         click.echo(f"PROBER UNKNOWN - config error: {exc}")
         sys.exit(3)

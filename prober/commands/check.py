@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -103,14 +104,17 @@ def _perf(label: str, value: float | None, warn: str = "", crit: str = "") -> st
 
 async def run_check(config: Config, routes: list[str] | None = None,
                     seqs: Callable[[], int] | None = None,
-                    leftovers: Leftovers | None = None) -> CheckResult:
+                    leftovers: Leftovers | None = None,
+                    deadline: float | None = None) -> CheckResult:
     """One pass over `plan(config)`: the same access checks, canaries and page loads as a
     tick of `prober run`. `seqs` numbers the canaries from the agent's counter (the
     ledger's, shared with `prober run` on the same spool); without it they are numbered 0:
     nothing of this run is written. With `leftovers`, this run's canaries are entered in
-    the check's ledger, and earlier checks' canaries get their final points."""
+    the check's ledger, and earlier checks' canaries get their final points. `deadline`
+    (time.monotonic()) ends the wait for canaries early enough for the check to answer
+    before the monitoring system gives up on it (`prober check --timeout`)."""
     todo = plan(config, routes)
-    ctx = context(config)
+    ctx = context(config, deadline)
     vantage = ctx.vantage
     # A one-shot check cannot wait a minute for the junk folder's next look, nor Dovecot's
     # 0.5 s before it pushes a new message to IDLE: it polls while its canaries are awaited.
@@ -150,7 +154,10 @@ async def run_check(config: Config, routes: list[str] | None = None,
             send_canary(ctx, target, seqs() if seqs else 0, expect(target), key=key,
                         driver=CHECK)
             for target in todo.canaries))
-        arrivals = await _await_arrivals(sends, watchers, expected, config.check.wait_s)
+        wait_s = config.check.wait_s
+        if deadline is not None:
+            wait_s = max(0.0, min(wait_s, deadline - time.monotonic()))
+        arrivals = await _await_arrivals(sends, watchers, expected, wait_s)
         access_points = [p for points in await access for p in points]
         webmail_rows = await webmail
         periodic_points = [p for points in await listed for p in points]
@@ -174,7 +181,7 @@ async def run_check(config: Config, routes: list[str] | None = None,
         if leftovers is not None:
             leftovers.ledger.record(point)
         measurements.append(point)
-        row = _canary_row(config, sent, point, watchers[sent.route.recipient])
+        row = _canary_row(config, sent, point, watchers[sent.route.recipient], wait_s)
         rows.append(row)
         perf.append(_perf(f"delivery_{sent.route.name}", row.values.get(FIELD_DELIVERY_S),
                           _num(config.check.warning_s), _num(config.check.critical_s)))
@@ -291,8 +298,14 @@ def cert_verdict(row: Row, point: Measurement, warning_days: float) -> Row:
         f"warning at {warning_days:g})"))
 
 
+def _waited(config: Config, waited_s: float | None) -> str:
+    if waited_s is None or waited_s >= config.check.wait_s:
+        return f"{config.check.wait_s:g}"
+    return f"{waited_s:.0f} (cut from wait_s = {config.check.wait_s:g} by --timeout)"
+
+
 def _canary_row(config: Config, sent: Sent, point: Measurement,
-                watcher: MailboxWatcher) -> Row:
+                watcher: MailboxWatcher, waited_s: float | None = None) -> Row:
     f = point.fields
     outcome = str(f[FIELD_OUTCOME])
     values = {"connect_s": _seconds(f.get("smtp_connect_s")),
@@ -308,7 +321,7 @@ def _canary_row(config: Config, sent: Sent, point: Measurement,
         # (the IMAP side failed) or arrive after the wait; a later check settles its point
         why = (f"delivery unknown: IMAP watcher down: {watcher.last_error}"
                if not watcher.up and watcher.last_error
-               else f"not seen within {config.check.wait_s:g} s (pending)")
+               else f"not seen within {_waited(config, waited_s)} s (pending)")
         return Row("canary", target, CRITICAL, values, why)
     detail = f"{outcome} in {delivery:.2f} s via {f.get('detect')}"
     if delivery > config.check.critical_s:

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -201,3 +202,23 @@ def test_check_sends_the_configured_headers_and_counts_seq_like_the_daemon(
                    if m.startswith("mail_roundtrip,")]
         seqs.append(int(line.split("seq=")[1].split("i")[0]))
     assert seqs == [1, 2]  # the ledger's counter, shared with `prober run`, not the clock
+
+
+def test_check_answers_within_its_timeout_with_a_canary_held(mail_stack: MailStack,
+                                                             tmp_path: Path):
+    # wait_s = 120 (the default) is longer than a monitoring system waits: --timeout wins,
+    # and the held canary is prober's CRITICAL, not the monitor's timeout
+    text = mail_stack.probes_toml(routes=[("alice-to-bob", "alice", "bob")],
+                                  extra=f'[canary]\nheaders = {{ "{HOLD_HEADER}" = "yes" }}\n')
+    cfg = tmp_path / "probes.toml"
+    cfg.write_text(own_state_dir(text, mail_stack, tmp_path))
+    t0 = time.monotonic()
+    try:
+        r = run_prober("check", "-c", str(cfg), "--timeout", "12")
+    finally:
+        mail_stack.purge_held()
+    took = time.monotonic() - t0
+    assert took < 12, took
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stdout.startswith("PROBER CRITICAL - ")
+    assert "(cut from wait_s = 120 by --timeout)" in r.stdout
