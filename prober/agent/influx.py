@@ -404,7 +404,8 @@ class InfluxWriter:
         if not result.retryable:
             delay = s.backoff_max_s
         else:
-            base = min(s.backoff_max_s, s.backoff_min_s * 2 ** max(0, self._failures - 1))
+            # the exponent capped: 2 ** 1024 overflows a float after a long outage
+            base = min(s.backoff_max_s, s.backoff_min_s * 2 ** min(max(0, self._failures - 1), 60))
             delay = base / 2 + random.uniform(0, base / 2)
         if result.retry_after is not None:
             delay = max(delay, result.retry_after)

@@ -47,7 +47,9 @@ class InfluxSettings:
     batch_size: int = 5000
     timeout_s: float = 10.0
     backoff_min_s: float = 1.0
-    backoff_max_s: float = 300.0
+    # the longest wait between write attempts, so also how long after InfluxDB's return
+    # the spooled points start to flow again
+    backoff_max_s: float = 8.0
     interval_s: float = 1.0
 
     @property
@@ -101,7 +103,7 @@ def parse_influx(root: Section) -> InfluxSettings | None:
         batch_size=s.integer("batch_size", 5000, minimum=1, maximum=100_000),
         timeout_s=s.number("timeout_s", 10.0, minimum=0.1, maximum=600),
         backoff_min_s=s.number("backoff_min_s", 1.0, minimum=0.01, maximum=3600),
-        backoff_max_s=s.number("backoff_max_s", 300.0, minimum=0.01, maximum=DAY_S),
+        backoff_max_s=s.number("backoff_max_s", 8.0, minimum=0.01, maximum=DAY_S),
         interval_s=s.number("interval_s", 1.0, minimum=0.01, maximum=3600),
     )
     if common["backoff_max_s"] < common["backoff_min_s"]:  # type: ignore[operator]

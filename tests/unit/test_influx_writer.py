@@ -144,6 +144,15 @@ def test_backoff_grows_with_jitter_and_honours_retry_after(spool: Spool) -> None
     assert w.backoff_s(DrainResult(error="401", retryable=False)) == 16
 
 
+def test_by_default_the_writer_is_back_within_10_s_of_influxdb_after_any_outage(
+        spool: Spool) -> None:
+    settings = InfluxSettings(api="v1", url="http://127.0.0.1:9", database="mail")
+    w = InfluxWriter(settings, spool, ScriptedSender())
+    for n in (1, 5, 10, 100, 10_000):  # a day of failed attempts
+        w._failures = n
+        assert w.backoff_s(DrainResult(error="unreachable", retryable=True)) <= 10.0
+
+
 def test_retry_after_forms() -> None:
     assert parse_retry_after("12") == 12.0
     assert parse_retry_after(None) is None
