@@ -36,6 +36,10 @@ def main(verbose: int) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # aioimaplib logs every line it sends at debug, LOGIN included: keep it quiet.
     logging.getLogger("aioimaplib").setLevel(logging.WARNING)
+    # httpx logs every request at INFO (each InfluxDB write, each page resource): -v shows
+    # state changes (InfluxDB unreachable / back), -vv every request
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)
 
 
 @main.group()
