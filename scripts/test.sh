@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 . scripts/venv.sh
 status=0
 .venv/bin/ruff check prober tests bench || status=$?
+.venv/bin/python -m mypy || status=$?   # [tool.mypy] in pyproject.toml: files = prober
 .venv/bin/python -m pytest "$@" || status=$?
 # pytest's 5 means "no tests ran": that is a failure too.
 exit "$status"

@@ -154,9 +154,10 @@ class V2Sender:
         kwargs: dict[str, Any] = {"verify_ssl": settings.tls_verify}
         if settings.ca_file:
             kwargs["ssl_ca_cert"] = settings.ca_file
+        if settings.token:  # none: InfluxDB without authentication (the client allows it)
+            kwargs["token"] = settings.token.reveal()
         self._client = InfluxDBClient(
             url=settings.url,
-            token=settings.token.reveal() if settings.token else None,
             org=settings.org,
             timeout=int(settings.timeout_s * 1000),
             retries=False,
@@ -170,8 +171,10 @@ class V2Sender:
         from influxdb_client.domain.write_precision import WritePrecision
 
         try:
+            assert self.settings.bucket is not None  # api = "v2" requires it
             self._write.write(bucket=self.settings.bucket, org=self.settings.org, record=body,
-                              write_precision=WritePrecision.NS)
+                              # the client's own constant, which its annotations call a str
+                              write_precision=WritePrecision.NS)  # type: ignore[arg-type]
         except InfluxDBError as exc:
             response = getattr(exc, "response", None)
             status = getattr(exc, "status", None) or getattr(response, "status", None)

@@ -32,8 +32,11 @@ class _Command(click.Command):
         try:
             return super().parse_args(ctx, args)
         except click.UsageError as exc:
-            exc.exit_code = EXIT_ERROR
-            raise
+            raise _UsageError(exc.message, exc.ctx) from None
+
+
+class _UsageError(click.UsageError):
+    exit_code = EXIT_ERROR
 
 
 def _fail(message: str) -> None:
