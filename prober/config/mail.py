@@ -43,14 +43,45 @@ class ImapSettings:
     idle: bool = True
 
 
+OAUTH2_MECHANISMS = ("xoauth2", "oauthbearer")
+
+
+@dataclass(frozen=True)
+class OAuth2Settings:
+    """Where a mailbox's OAuth2 access tokens come from (exactly one source) and how they
+    are presented (SASL XOAUTH2 or OAUTHBEARER)."""
+
+    mechanism: str = "xoauth2"
+    # a token endpoint (RFC 6749): client credentials, or a refresh token when one is given
+    token_url: str | None = None
+    client_id: str | None = None
+    client_secret: Secret | None = None
+    refresh_token: Secret | None = None
+    scope: str | None = None
+    ca_file: str | None = None  # trust this CA for the token endpoint too
+    # a Google service account's JSON key: a token for the mailbox's user (domain-wide
+    # delegation)
+    service_account: Secret | None = None
+    # an operator's command that prints a token (or {"access_token":..., "expires_in":...})
+    token_command: tuple[str, ...] = ()
+    refresh_before_s: float = 300.0
+
+    @property
+    def source(self) -> str:
+        if self.token_url:
+            return "refresh_token" if self.refresh_token else "client_credentials"
+        return "google" if self.service_account else "command"
+
+
 @dataclass(frozen=True)
 class Mailbox:
     name: str
     address: str
     user: str
-    password: Secret
+    password: Secret | None  # None: the mailbox logs in with OAuth2
     smtp: Endpoint
     imap: ImapSettings
+    oauth2: OAuth2Settings | None = None
 
 
 @dataclass(frozen=True)
@@ -157,6 +188,7 @@ def parse_mailbox(s: Section) -> Mailbox:
                       if k not in ("folder", "junk_folder", "trash_folder", "idle")}
     imap_ep = _endpoint(Section(imap_ep_fields, imap_s.file, imap_s.path),
                         {"starttls": 143, "tls": 993, "none": 143}, allow_plaintext)
+    oauth2 = _oauth2(s.table("oauth2"))
     junk = imap_s.data.get("junk_folder", "Junk")
     imap = ImapSettings(
         endpoint=imap_ep,
@@ -169,12 +201,49 @@ def parse_mailbox(s: Section) -> Mailbox:
         name=name,
         address=address,
         user=s.text("user", address),
-        password=s.secret("password"),
+        password=s.secret("password", required=oauth2 is None),
         smtp=smtp,
         imap=imap,
+        oauth2=oauth2,
     )
+    if mailbox.password is not None and oauth2 is not None:
+        raise s.error("oauth2", "give a password or [mailbox.oauth2], not both")
     s.check_unknown()
     return mailbox
+
+
+def _oauth2(s: Section | None) -> OAuth2Settings | None:
+    if s is None:
+        return None
+    token_url = s.text("token_url", None)
+    service_account = s.secret("service_account", required=False)
+    command = s.text_list("token_command", None)
+    given = [k for k, v in (("token_url", token_url), ("service_account", service_account),
+                            ("token_command", command)) if v]
+    if len(given) != 1:
+        raise s.error("token_url", "give exactly one token source: token_url, "
+                      "service_account_file (or _env, _credential) or token_command"
+                      + (f"; got {', '.join(given)}" if given else ""))
+    if token_url is not None and not token_url.startswith("https://"):
+        raise s.error("token_url", f"must be https:// (it carries the client secret); "
+                      f"got {token_url!r}")
+    settings = OAuth2Settings(
+        mechanism=s.choice("mechanism", OAUTH2_MECHANISMS, "xoauth2"),
+        token_url=token_url,
+        client_id=s.text("client_id") if token_url else None,
+        client_secret=s.secret("client_secret", required=False) if token_url else None,
+        refresh_token=s.secret("refresh_token", required=False) if token_url else None,
+        scope=s.text("scope", None),
+        ca_file=s.existing_file("ca_file"),
+        service_account=service_account,
+        token_command=tuple(command or ()),
+        refresh_before_s=s.number("refresh_before_s", 300.0, minimum=0, maximum=86400),
+    )
+    if token_url and settings.client_secret is None and settings.refresh_token is None:
+        raise s.error("client_secret_env", "the token endpoint needs client_secret_env "
+                      "(_file, _credential), refresh_token_env (...), or both")
+    s.check_unknown()
+    return settings
 
 
 def parse_route(s: Section, mailboxes: dict[str, Mailbox]) -> Route:

@@ -124,7 +124,7 @@ async def _imap_once(mailbox: Mailbox, timeouts: Timeouts, address: Address) -> 
     try:
         await sess.connect()
         step = "auth"
-        await sess.login(mailbox.user, mailbox.password.reveal())
+        await sess.authenticate(mailbox)
         step = "select"
         await sess.select(mailbox.imap.folder, readonly=True)
     except Exception as exc:

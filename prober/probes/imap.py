@@ -177,7 +177,7 @@ class MailboxWatcher:
         sess = ImapSession(imap.endpoint, self.timeouts)
         try:
             await sess.connect()
-            await sess.login(self.mailbox.user, self.mailbox.password.reveal())
+            await sess.authenticate(self.mailbox)
             # from here on, mail delivered to the folder is seen promptly (the first scan,
             # then IDLE or polls); what came before is found late: an arrival's delay is
             # measured by our detection only if its canary was accepted after this

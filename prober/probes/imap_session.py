@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from aioimaplib.aioimaplib import Command
+from aioimaplib.aioimaplib import AUTH, Command, IMAP4ClientProtocol
 
-from prober.config.mail import Endpoint, Timeouts
+from prober.config.mail import Endpoint, Mailbox, Timeouts
 from prober.probes.canary import FETCH_FIELDS
 from prober.probes.connect import Address, open_socket
 from prober.probes.errors import ProbeError, classify, mask, masked
 from prober.probes.imap_protocol import BoundedIMAP4ClientProtocol
+from prober.probes.oauth import SASL_ABORT, challenge_text, sasl_initial, token_cache
 from prober.probes.tls import Facts, client_context, peer_facts, tls_facts
 
 T = TypeVar("T")
@@ -165,6 +166,34 @@ class ImapSession:
         if response.result != "OK":
             raise ProbeError("auth", "auth", f"{response.result} {self._text(response.lines)}")
         # servers may announce more capabilities after login
+        await self._bounded(self.proto.capability(), "auth")
+        self.phases["auth_s"] = time.monotonic() - t
+
+    async def authenticate(self, mailbox: Mailbox) -> None:
+        """LOGIN with the password, or AUTHENTICATE XOAUTH2 / OAUTHBEARER with the mailbox's
+        token (fetched before auth_s starts: the token endpoint is not the IMAP server)."""
+        if mailbox.oauth2 is None:
+            assert mailbox.password is not None
+            await self.login(mailbox.user, mailbox.password.reveal())
+            return
+        assert self.proto is not None
+        mechanism = mailbox.oauth2.mechanism
+        if f"AUTH={mechanism.upper()}" not in self.capabilities:
+            raise ProbeError("auth", "auth", f"server does not offer AUTH={mechanism.upper()}")
+        cache = token_cache(mailbox)
+        token = await cache.get(self.timeouts.command_s)
+        t = time.monotonic()
+        ep = self.endpoint
+        initial = sasl_initial(mechanism, mailbox.user, token, ep.host, ep.port)
+        self._secrets = (token, initial)
+        command = _SaslCommand(self.proto, mechanism, initial)
+        response = await self._bounded(self.proto.execute(command, scrub=initial), "auth")
+        if response.result != "OK":
+            cache.drop(token)
+            detail = challenge_text(command.challenge)
+            raise ProbeError("auth", "auth", f"{response.result} {self._text(response.lines)}"
+                             + (f" {detail}" if detail else ""))
+        self.proto.state = AUTH
         await self._bounded(self.proto.capability(), "auth")
         self.phases["auth_s"] = time.monotonic() - t
 
@@ -340,6 +369,27 @@ class ImapSession:
     def close(self) -> None:
         if self.proto is not None and self.proto.transport is not None:
             self.proto.transport.close()
+
+
+class _SaslCommand(Command):
+    """AUTHENTICATE with an initial response (SASL-IR). A failure comes as a challenge with
+    the server's JSON error, answered with the mechanism's abort so the server says NO
+    (aioimaplib would leave the server waiting)."""
+
+    def __init__(self, proto: IMAP4ClientProtocol, mechanism: str, initial: str) -> None:
+        super().__init__("AUTHENTICATE", proto.new_tag(), mechanism.upper(), initial,
+                         loop=proto.loop)
+        self._proto = proto
+        self._abort = SASL_ABORT[mechanism]
+        self.challenge = ""
+
+    def append_to_resp(self, line: bytes, result: str = "Pending") -> None:
+        if result == "Pending" and isinstance(line, bytes) and line.startswith(b"+"):
+            if not self.challenge:
+                self.challenge = line[1:].strip()[:4096].decode("ascii", "replace")
+                self._proto.transport.write(self._abort.encode() + b"\r\n")
+            return
+        super().append_to_resp(line, result)
 
 
 def _quote(name: str) -> str:

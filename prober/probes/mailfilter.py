@@ -254,8 +254,7 @@ class _Watcher:
             try:
                 await sess.connect()
                 step = "auth"
-                await sess.login(self.target.recipient.user,
-                                 self.target.recipient.password.reveal())
+                await sess.authenticate(self.target.recipient)
                 step = "select"
                 state = await sess.select(folder)
             except Exception as exc:

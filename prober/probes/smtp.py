@@ -12,6 +12,7 @@ import aiosmtplib
 from prober.config.mail import Mailbox, Timeouts
 from prober.probes.connect import Address, open_socket
 from prober.probes.errors import ProbeError, classify
+from prober.probes.oauth import SASL_ABORT, challenge_text, sasl_initial, token_cache
 from prober.probes.tls import Facts, client_context, peer_facts, tls_facts
 
 _QUEUED = re.compile(r"queued as\s+([A-Za-z0-9]+)", re.I)
@@ -93,7 +94,7 @@ async def submit(mailbox: Mailbox, timeouts: Timeouts, message: bytes | None = N
             result.facts.update(tls_facts(smtp.get_transport_info("ssl_object")))
             mark = time.monotonic()  # reading the certificate is our time, not the server's
         step = "auth"
-        await smtp.login(mailbox.user, mailbox.password.reveal())
+        await _login(smtp, mailbox, timeouts)
         phase("auth_s")
         if message is not None:
             step = "data"
@@ -143,3 +144,30 @@ def enhanced_code(code: int, text: str) -> str | None:
     if match is None or str(code)[:1] != match[1]:
         return None
     return ".".join(match.groups())
+
+
+async def _login(smtp: aiosmtplib.SMTP, mailbox: Mailbox, timeouts: Timeouts) -> None:
+    """AUTH with the password, or SASL XOAUTH2 / OAUTHBEARER with the mailbox's token."""
+    if mailbox.oauth2 is None:
+        assert mailbox.password is not None
+        await smtp.login(mailbox.user, mailbox.password.reveal())
+        return
+    mechanism = mailbox.oauth2.mechanism
+    if mechanism not in smtp.server_auth_methods:
+        offered = " ".join(smtp.server_auth_methods).upper() or "none"
+        raise ProbeError("auth", "auth", f"server does not offer AUTH {mechanism.upper()} "
+                         f"(offers {offered})")
+    cache = token_cache(mailbox)
+    token = await cache.get(timeouts.command_s)
+    ep = mailbox.smtp
+    response = await smtp.execute_command(
+        b"AUTH", mechanism.upper().encode(),
+        sasl_initial(mechanism, mailbox.user, token, ep.host, ep.port).encode())
+    detail = ""
+    if response.code == 334:  # the failure's JSON, then the server waits for our abort
+        detail = challenge_text(response.message)
+        response = await smtp.execute_command(SASL_ABORT[mechanism].encode())
+    if response.code != 235:
+        cache.drop(token)
+        raise aiosmtplib.SMTPAuthenticationError(
+            response.code, response.message + (f" {detail}" if detail else ""))

@@ -41,6 +41,15 @@ def client_context(endpoint: Endpoint) -> ssl.SSLContext:
     return _context(endpoint.ca_file, stamp, endpoint.tls_verify)
 
 
+def client_context_for(ca_file: str | None) -> ssl.SSLContext:
+    """A verifying context for another HTTPS peer of a mailbox (its OAuth2 token endpoint)."""
+    stamp = None
+    if ca_file:
+        with contextlib.suppress(OSError):
+            stamp = os.stat(ca_file).st_mtime_ns
+    return _context(ca_file, stamp, True)
+
+
 @functools.lru_cache(maxsize=32)
 def _context(ca_file: str | None, stamp: int | None, verify: bool) -> ssl.SSLContext:
     ctx = ssl.create_default_context(cafile=ca_file)

@@ -65,6 +65,9 @@ class MailStack:
     # field with these verdicts (authserv-id = the stack's hostname) to mail from that user,
     # as a receiving provider's filters do
     auth_results: dict[str, str] = field(default_factory=dict)
+    # Dovecot (and so Postfix's SASL through it) also takes XOAUTH2 and OAUTHBEARER, the
+    # token checked at this OAuth2 introspection URL (RFC 7662)
+    oauth2_introspection_url: str | None = None
     # True: submissions pass a before-queue content filter (tests/localstack/filter.py) at
     # filter_port, which hands what it lets through to the reinjection listener
     content_filter: bool = False
@@ -307,7 +310,7 @@ ssl_key = <{self.dir / "tls" / "key.pem"}
 {f"ssl_dh = <{dh}" if os.path.exists(dh) else ""}
 ssl_min_protocol = TLSv1.2
 disable_plaintext_auth = yes
-auth_mechanisms = plain login
+auth_mechanisms = plain login{" xoauth2 oauthbearer" if self.oauth2_introspection_url else ""}
 auth_failure_delay = 0
 mail_location = maildir:~/Maildir
 first_valid_uid = {MAILBOX_UID}
@@ -320,7 +323,9 @@ lmtp_save_to_detail_mailbox = yes
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {users}
+{"  mechanisms = plain login" if self.oauth2_introspection_url else ""}
 }}
+{self._oauth2_passdb(d)}
 userdb {{
   driver = passwd-file
   args = username_format=%u {users}
@@ -379,6 +384,20 @@ protocol lmtp {{
   postmaster_address = postmaster@{self.domain}
 }}
 """)
+
+    def _oauth2_passdb(self, d: Path) -> str:
+        if not self.oauth2_introspection_url:
+            return ""
+        conf = d / "oauth2.conf.ext"
+        # introspection_mode = post: Dovecot POSTs token=... as RFC 7662 says; the answer's
+        # "username" must be the login name, "active" must be true
+        conf.write_text(f"introspection_mode = post\n"
+                        f"introspection_url = {self.oauth2_introspection_url}\n"
+                        f"username_attribute = username\n"
+                        f"active_attribute = active\nactive_value = true\n"
+                        f"force_introspection = yes\n")
+        return (f"passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n"
+                f"  args = {conf}\n}}\n")
 
     def _write_postfix(self) -> None:
         # OTHER_DOMAIN is local too (a second domain at one provider), unless another stack
