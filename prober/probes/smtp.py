@@ -11,7 +11,7 @@ import aiosmtplib
 
 from prober.config.mail import Mailbox, Timeouts
 from prober.probes.connect import Address, open_socket
-from prober.probes.errors import ProbeError, classify
+from prober.probes.errors import ProbeError, classify, mask
 from prober.probes.oauth import SASL_ABORT, challenge_text, sasl_initial, token_cache
 from prober.probes.tls import Facts, client_context, peer_facts, tls_facts
 
@@ -160,14 +160,16 @@ async def _login(smtp: aiosmtplib.SMTP, mailbox: Mailbox, timeouts: Timeouts) ->
     cache = token_cache(mailbox)
     token = await cache.get(timeouts.command_s)
     ep = mailbox.smtp
-    response = await smtp.execute_command(
-        b"AUTH", mechanism.upper().encode(),
-        sasl_initial(mechanism, mailbox.user, token, ep.host, ep.port).encode())
+    initial = sasl_initial(mechanism, mailbox.user, token, ep.host, ep.port)
+    response = await smtp.execute_command(b"AUTH", mechanism.upper().encode(),
+                                          initial.encode())
     detail = ""
     if response.code == 334:  # the failure's JSON, then the server waits for our abort
         detail = challenge_text(response.message)
         response = await smtp.execute_command(SASL_ABORT[mechanism].encode())
     if response.code != 235:
         cache.drop(token)
+        # a server that echoes our initial response must not put the token into an error
+        text = mask(response.message, (token, initial))
         raise aiosmtplib.SMTPAuthenticationError(
-            response.code, response.message + (f" {detail}" if detail else ""))
+            response.code, text + (f" {detail}" if detail else ""))
