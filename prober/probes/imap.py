@@ -184,6 +184,12 @@ class MailboxWatcher:
             self.connected_since = time.monotonic()
             await self._select(sess, imap.folder)
             await self._scan(sess, imap.folder, "poll")
+            if self.check_leftovers_after_s is not None and (
+                    time.monotonic() >= self._next_sweep):
+                # `prober check` sweeps before it is ready: its canaries are sent after, so
+                # their detection never waits behind its own sweep (a big mailbox's SEARCH)
+                await self._sweep_all(sess)
+                self._next_sweep = time.monotonic() + SWEEP_EVERY_S
             if self.reconnects:
                 log.info("watcher mailbox=%s connected again", self.mailbox.name)
             self.up = True
