@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import re
 import time
@@ -11,7 +12,7 @@ import aiosmtplib
 
 from prober.config.mail import Mailbox, Timeouts
 from prober.probes.connect import Address, open_socket
-from prober.probes.errors import ProbeError, classify, mask
+from prober.probes.errors import ProbeError, classify, mask, masked
 from prober.probes.oauth import SASL_ABORT, challenge_text, sasl_initial, token_cache
 from prober.probes.tls import Facts, client_context, peer_facts, tls_facts
 
@@ -133,8 +134,19 @@ async def submit(mailbox: Mailbox, timeouts: Timeouts, message: bytes | None = N
     finally:
         if smtp is not None and smtp.is_connected:
             smtp.close()
+    if result.error is not None and mailbox.password is not None:
+        # a server may echo what it was sent: the password, or AUTH PLAIN/LOGIN's base64
+        result.error = masked(result.error, auth_forms(mailbox.user, mailbox.password.reveal()))
     result.phases["total_s"] = time.monotonic() - t0
     return result
+
+
+def auth_forms(user: str, password: str) -> tuple[str, ...]:
+    """The password as it crosses the wire in AUTH PLAIN and AUTH LOGIN, and as itself."""
+    def b64(text: str) -> str:
+        return base64.b64encode(text.encode()).decode()
+
+    return (password, b64(password), b64(f"\0{user}\0{password}"), b64(f"{user}\0{password}"))
 
 
 def enhanced_code(code: int, text: str) -> str | None:
