@@ -22,7 +22,9 @@ from urllib.parse import parse_qsl
 from authlib.oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import ClientMixin, TokenMixin, grants
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload, OAuth2Request
+from authlib.oauth2.rfc7523 import JWTBearerGrant
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
+from joserfc.jwk import RSAKey
 
 from tests.localstack.ports import free_port
 
@@ -55,7 +57,7 @@ class Client(ClientMixin):
         return False
 
     def check_grant_type(self, grant_type: str) -> bool:
-        return grant_type in ("client_credentials", "refresh_token")
+        return grant_type in ("client_credentials", "refresh_token", JWTBearerGrant.GRANT_TYPE)
 
 
 @dataclass
@@ -126,6 +128,30 @@ class _ClientCredentials(grants.ClientCredentialsGrant):
     TOKEN_ENDPOINT_AUTH_METHODS: ClassVar = ["client_secret_basic", "client_secret_post"]
 
 
+class _ServiceAccount(JWTBearerGrant):
+    """Google's service-account flow (RFC 7523): a JWT signed with the account's key, whose
+    `sub` is the mailbox the token is for (domain-wide delegation)."""
+
+    def resolve_issuer_client(self, issuer: str) -> Client | None:
+        server: TokenServer = self.server  # type: ignore[assignment]
+        return server.clients.get(issuer)
+
+    def resolve_client_public_key(self, client: Client) -> RSAKey:
+        server: TokenServer = self.server  # type: ignore[assignment]
+        return RSAKey.import_key(server.public_keys[client.client_id])
+
+    def authenticate_user(self, subject: str) -> str | None:
+        return subject
+
+    def has_granted_permission(self, client: Client, user: str) -> bool:
+        return user == client.user
+
+    def get_audiences(self) -> list[str]:
+        server: TokenServer = self.server  # type: ignore[assignment]
+        # google-auth puts Google's own token endpoint in `aud`, whatever the key's token_uri
+        return [server.token_url, "https://oauth2.googleapis.com/token"]
+
+
 class _Introspection(IntrospectionEndpoint):
     CLIENT_AUTH_METHODS: ClassVar = ["none"]
 
@@ -155,11 +181,13 @@ class TokenServer(AuthorizationServer):
     by_refresh: dict[str, Token] = field(default_factory=dict)
     grants_issued: Counter = field(default_factory=Counter)
     introspections: Counter = field(default_factory=Counter)
+    public_keys: dict[str, bytes] = field(default_factory=dict)  # service accounts' keys
 
     def __post_init__(self) -> None:
         AuthorizationServer.__init__(self)
         self.register_grant(_ClientCredentials)
         self.register_grant(_Refresh)
+        self.register_grant(_ServiceAccount)
         self.register_endpoint(_Introspection)
         self.token_port = free_port()
         self.introspection_port = free_port()
@@ -183,6 +211,22 @@ class TokenServer(AuthorizationServer):
         token = self._save(self.clients[client_id], {"scope": "mail"}, refresh=True)
         assert token.refresh_token is not None
         return token.refresh_token
+
+    def add_service_account(self, email: str, user: str) -> dict:
+        """A service account allowed to act for `user`: its JSON key, as Google hands it
+        out, with this server as the token URI."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.add_client(email, secrets.token_hex(8), user)
+        self.public_keys[email] = key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+        return {"type": "service_account", "project_id": "prober-test",
+                "private_key_id": "k1", "private_key": pem, "client_email": email,
+                "client_id": "1", "token_uri": self.token_url}
 
     def revoke_all(self, client_id: str) -> None:
         for token in self.by_access.values():

@@ -138,7 +138,8 @@ class TokenCache:
         info = json.loads(s.service_account.reveal())
         creds = service_account.Credentials.from_service_account_info(
             info, scopes=[s.scope or "https://mail.google.com/"], subject=self.user)
-        pool = urllib3.PoolManager(timeout=timeout, retries=False)
+        pool = (urllib3.PoolManager(timeout=timeout, retries=False, ca_certs=s.ca_file)
+                if s.ca_file else urllib3.PoolManager(timeout=timeout, retries=False))
         creds.refresh(google.auth.transport.urllib3.Request(pool))
         life = None
         if creds.expiry is not None:
@@ -181,8 +182,11 @@ def _seconds(value: object) -> float | None:
 def _token_error(exc: Exception, source: str) -> ProbeError:
     """What went wrong getting a token, in the token server's words, never the token's."""
     error = getattr(exc, "error", None)  # authlib's OAuthError: the RFC 6749 error code
+    description = getattr(exc, "description", "") or ""
+    answer = exc.args[1] if len(exc.args) == 2 else None  # google-auth's RefreshError
+    if not error and isinstance(answer, dict) and answer.get("error"):
+        error, description = str(answer["error"]), str(answer.get("error_description") or "")
     if error:
-        description = getattr(exc, "description", "") or ""
         return ProbeError("auth", "token", f"token endpoint refused: {error}"
                           + (f": {description}" if description else ""))
     status = getattr(getattr(exc, "response", None), "status_code", None)

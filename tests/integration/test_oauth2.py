@@ -134,6 +134,29 @@ def test_token_expiring_mid_run_is_refreshed_with_no_failed_probe(oauth_stack, t
     assert grants["client_credentials"] >= 3 and grants["refresh_token"] >= 3
 
 
+def test_google_service_account_key(oauth_stack, tmp_path: Path):
+    """google-auth signs the assertion with the key; the token is for the mailbox's user."""
+    stack, server = oauth_stack
+    key = server.add_service_account("probe@prober-test.iam.example", "carol@example.test")
+    key_file = tmp_path / "sa.json"
+    key_file.write_text(json.dumps(key))
+    key_file.chmod(0o600)
+    before = dict(server.grants_issued)
+    cfg = _config(stack, server, tmp_path, carol_token="unused")
+    text = cfg.read_text().replace(
+        f'token_command = ["cat", "{tmp_path / "carol.token"}"]\n',
+        f'service_account_file = "{key_file}"\nca_file = "{stack.cert_file}"\n')
+    cfg.write_text(text)
+    r = run_prober("check", "-c", str(cfg), "--no-write", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = {(row["check"], row["target"]): row for row in json.loads(r.stdout)["rows"]}
+    assert rows[("imap", "carol@example.test")]["state"] == "OK"
+    assert rows[("smtp", "carol@example.test")]["state"] == "OK"
+    grants = {k: v - before.get(k, 0) for k, v in server.grants_issued.items()}
+    assert grants.get("urn:ietf:params:oauth:grant-type:jwt-bearer") == 1
+    assert "PRIVATE KEY" not in r.stdout + r.stderr
+
+
 def test_revoked_token_gives_auth_errors_naming_the_mailbox(oauth_stack, tmp_path: Path):
     stack, server = oauth_stack
     revoked = _carol_token(server)
@@ -158,3 +181,4 @@ def test_revoked_token_gives_auth_errors_naming_the_mailbox(oauth_stack, tmp_pat
     assert {p.fields["error_class"] for p in points if p.name == "mail_access"
             and p.tags["outcome"] == "fail"} == {"auth"}
     assert revoked not in r.stdout + r.stderr
+
