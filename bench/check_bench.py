@@ -230,6 +230,9 @@ def main() -> None:
     ensure_packages(PLUGIN_PACKAGES)
     with MailStack() as stack, tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, **stack.env()}
+        # An installed prober has its bytecode compiled (pip does it); a clone run with
+        # PYTHONDONTWRITEBYTECODE would compile every module on every start instead.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         path = Path(tmp) / "probes.toml"
         path.write_text(probes_toml(stack, Path(tmp) / "state"))
         logs = Logs(stack)
