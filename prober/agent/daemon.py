@@ -404,6 +404,9 @@ class Agent:
         def enter(cid: CanaryId) -> None:
             self.ledger.enter(cid.id, target.route.name, target.route.recipient, cid.seq,
                               target.tags(vantage))
+            watcher = self.watchers.get(target.route.recipient)
+            if watcher is not None:  # a fast poll until it arrives, if [canary] fast_poll_s
+                watcher.hurry(cid.id)
 
         async with self._slot():
             self._sending.add(task)

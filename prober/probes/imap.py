@@ -106,7 +106,8 @@ class MailboxWatcher:
         self._ready = asyncio.Event()
         self._junk_ok = mailbox.imap.junk_folder is not None
         self._next_sweep = 0.0  # monotonic; the first session sweeps at once
-        self._fast_until = 0.0  # monotonic; fast polling while before it and a canary awaited
+        # canaries awaited with a fast poll: id -> monotonic end of their fast poll
+        self._hurry: dict[str, float] = {}
         self.swept = 0
         self.sweeps = 0  # sweeps completed (a test or a caller can wait for the first)
         self.swept_canaries: list[Arrival] = []  # what the sweeps removed, for the caller
@@ -115,24 +116,33 @@ class MailboxWatcher:
     # -- what callers use -------------------------------------------------------------------
     def expect(self, canary_id: str,
                fast_for_s: float = FAST_POLL_FOR_S) -> asyncio.Future[Arrival]:
-        """A future for this canary's arrival. With `fast_poll_s` set, the watcher polls at
-        that interval while such a future is pending, for at most `fast_for_s`."""
+        """A future for this canary's arrival; with `fast_poll_s` set, a fast poll too."""
         fut = self._expected.get(canary_id)
         if fut is None:
             fut = asyncio.get_running_loop().create_future()
             self._expected[canary_id] = fut
-        if self.settings.fast_poll_s > 0:
-            self._fast_until = max(self._fast_until, time.monotonic() + fast_for_s)
-            self._wake.set()  # leave IDLE now, not at its next renewal
+        self.hurry(canary_id, fast_for_s)
         return fut
+
+    def hurry(self, canary_id: str, fast_for_s: float = FAST_POLL_FOR_S) -> None:
+        """With `fast_poll_s` set, poll at that interval until this canary arrives, for at
+        most `fast_for_s` (a lost canary does not keep the poll going)."""
+        if self.settings.fast_poll_s > 0:
+            self._hurry[canary_id] = time.monotonic() + fast_for_s
+            self._wake.set()  # leave IDLE now, not at its next renewal
 
     def forget(self, canary_id: str) -> None:
         self._expected.pop(canary_id, None)
+        self._hurry.pop(canary_id, None)
 
     def _fast(self) -> bool:
-        if self.settings.fast_poll_s <= 0 or time.monotonic() >= self._fast_until:
+        if self.settings.fast_poll_s <= 0 or not self._hurry:
             return False
-        return any(not fut.done() for fut in self._expected.values())
+        now = time.monotonic()
+        for canary_id, until in list(self._hurry.items()):
+            if until <= now:
+                del self._hurry[canary_id]
+        return bool(self._hurry)
 
     async def wait_ready(self, timeout: float) -> bool:
         """True once the first SELECT set the baseline; False on timeout."""
@@ -413,6 +423,8 @@ class MailboxWatcher:
         known = False
         # a waiting caller (`prober check`) only ever sent signed canaries
         fut = self._expected.pop(arrival.canary.id, None) if arrival.authenticated else None
+        if arrival.authenticated:
+            self._hurry.pop(arrival.canary.id, None)
         if fut is not None and not fut.done():
             fut.set_result(arrival)
             known = True

@@ -14,8 +14,9 @@ from prober.probes.canary import CanaryId
 from prober.probes.imap import Arrival, MailboxWatcher
 from prober.probes.plan import context
 from prober.probes.roundtrip import CanaryTarget, send_canary
+from tests.agent_helpers import own_state_dir, spool_points
 from tests.canary_helpers import TEST_KEY
-from tests.fixtures_mail import load_config
+from tests.fixtures_mail import load_config, run_prober
 from tests.localstack.mail import MailStack
 
 pytestmark = pytest.mark.integration
@@ -78,3 +79,19 @@ def test_without_fast_poll_idle_alone_waits_for_the_push(mail_stack: MailStack,
     found = asyncio.run(_detections(config, 3))
     assert {how for _, how in found} == {"idle"}, found
     assert min(d for d, _ in found) >= 0.45, found
+
+
+def test_the_daemon_opts_in_with_canary_fast_poll_s(mail_stack: MailStack,
+                                                   tmp_path: Path) -> None:
+    text = mail_stack.probes_toml(vantage="fastpoll", routes=[("a-to-b", "alice", "bob")],
+                                  extra="[agent]\ntick_s = 2\n[canary]\nfast_poll_s = 0.05\n")
+    path = tmp_path / "probes.toml"
+    path.write_text(own_state_dir(text, mail_stack, tmp_path))
+    r = run_prober("run", "-c", str(path), "--ticks", "3", timeout=90)
+    assert r.returncode == 0, r.stdout + r.stderr
+    delivered = [p for p in spool_points(tmp_path, "mail_roundtrip")
+                 if p.fields["outcome"] == "delivered"]
+    assert len(delivered) == 3, [p.fields for p in spool_points(tmp_path, "mail_roundtrip")]
+    # each canary polled for from its send: found well before Dovecot's 0.5 s IDLE push
+    assert {p.fields["detect"] for p in delivered} == {"poll"}
+    assert statistics.median(float(p.fields["delivery_s"]) for p in delivered) < 0.3
