@@ -167,21 +167,28 @@ def main() -> None:
         influx_times, curl_times, spool_times, spool_rss = [], [], [], []
         spool_cpu: list[float] = []
         load_before = os.getloadavg()[0]
+        requests: list[list[str]] = []
         for attempt in range(1, args.runs + 1):
-            ev = RecordingEvidence(InfluxTarget(server.url, "bench"), timeout_s=600)
-            t0 = time.monotonic()
-            card = score(ev, SlaSettings(), 2026, 9, now_ns=time.time_ns())
-            took = time.monotonic() - t0
-            ev.close()
-            influx_times.append(took)
             qdir = folder / f"q{attempt}"
             qdir.mkdir()
-            raw = curl_time(server.url, "bench", ev.requests, qdir)
+            raw = 0.0
+            if attempt % 2 == 0:  # alternate which goes first: the machine's load drifts
+                raw = curl_time(server.url, "bench", requests, qdir)
+            ev = RecordingEvidence(InfluxTarget(server.url, "bench"), timeout_s=600)
+            t0, c0 = time.monotonic(), time.process_time()
+            card = score(ev, SlaSettings(), 2026, 9, now_ns=time.time_ns())
+            took, cpu = time.monotonic() - t0, time.process_time() - c0
+            ev.close()
+            requests = ev.requests
+            if attempt % 2 == 1:
+                raw = curl_time(server.url, "bench", requests, qdir)
+            influx_times.append(took)
             curl_times.append(raw)
-            print(f"run {attempt}: InfluxDB score {took:.1f} s ({ev.queries} statements in "
-                  f"{len(ev.requests)} requests); the same requests with curl {raw:.1f} s; "
-                  f"ratio {took / raw:.2f}; send mean {card.send.mean_s:.4f} s over "
-                  f"{card.send.n:,} canaries, down {len(card.conn.down)} min")
+            print(f"run {attempt}: InfluxDB score {took:.1f} s (the scorer's own CPU {cpu:.1f} s; "
+                  f"{ev.queries} statements in {len(ev.requests)} requests); the same requests "
+                  f"with curl {raw:.1f} s; ratio {took / raw:.2f}; send mean "
+                  f"{card.send.mean_s:.4f} s over {card.send.n:,} canaries, down "
+                  f"{len(card.conn.down)} min")
             child = subprocess.run(
                 [sys.executable, "-c", CHILD.format(root=str(ROOT), path=str(spool_path),
                                                      start=START * 10**9, end=end_ns)],
