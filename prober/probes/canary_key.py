@@ -15,6 +15,7 @@ from pathlib import Path
 
 from prober.config import Config, ConfigError
 from prober.config.mail import CANARY_KEY_MIN_BYTES as MIN_KEY_BYTES
+from prober.config.reader import MAX_SECRET_BYTES, FileProblem, read_regular_file
 from prober.probes.canary import CanaryKey
 
 log = logging.getLogger("prober.canary")
@@ -45,11 +46,17 @@ def _load(config: Config, state: Path, create: bool) -> CanaryKey:
     if not path.exists() and create:
         _create(config, path)
     try:
-        text = path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
+        # the one check for secret files (a FIFO refused, not waited on; size; UTF-8)
+        raw, _ = read_regular_file(path, MAX_SECRET_BYTES)
+        text = raw.decode("utf-8").strip()
+    except FileProblem as exc:
         raise ConfigError(config.file, "canary.key_file",
-                          f"no key configured and cannot read {path}: {exc.strerror}; "
-                          "configure key_file, key_env or key_credential") from None
+                          f"no key configured and {exc}; configure key_file, key_env or "
+                          "key_credential") from None
+    except UnicodeDecodeError:
+        raise ConfigError(config.file, "canary.key_file",
+                          f"{path} is not UTF-8 text; remove it to have a new one made, or "
+                          "configure one") from None
     if len(text.encode()) < MIN_KEY_BYTES:
         raise ConfigError(config.file, "canary.key_file",
                           f"{path} holds no usable key (under {MIN_KEY_BYTES} bytes); "

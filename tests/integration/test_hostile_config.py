@@ -89,6 +89,22 @@ class Case:
     make: Callable[[Path], Path]
     key: str  # "" when the whole file is at fault
     fragment: str
+    # the commands that read what is at fault (the state's canary key: not config check)
+    commands: tuple[str, ...] = ("config", "check")
+
+
+def _state_key(content: bytes | None) -> Callable[[Path], Path]:
+    """The canary key the agent made in its state directory, replaced by something hostile
+    (None: a FIFO)."""
+    def make(tmp: Path) -> Path:
+        state = tmp / "state"
+        state.mkdir(mode=0o700)
+        if content is None:
+            os.mkfifo(state / "canary.key", 0o600)
+        else:
+            (state / "canary.key").write_bytes(content)
+        return _config(tmp, _vantage(tmp) + _mailbox(tmp) + _route())
+    return make
 
 
 CASES = {
@@ -132,6 +148,9 @@ CASES = {
     "-c directory": Case(_dir_config, "", "directory"),
     "-c non-UTF-8": Case(_latin1_config, "", "not UTF-8"),
     "-c missing": Case(lambda tmp: tmp / "nope.toml", "", "cannot read"),
+    "state canary.key FIFO": Case(_state_key(None), "canary.key_file", "FIFO", ("check",)),
+    "state canary.key non-UTF-8": Case(_state_key(b"\xff" * 64), "canary.key_file",
+                                       "not UTF-8", ("check",)),
 }
 
 
@@ -144,12 +163,14 @@ def _run(tmp: Path, config: Path, *command: str) -> subprocess.CompletedProcess[
                           env=env, stdin=subprocess.DEVNULL)
 
 
-@pytest.mark.parametrize("command", [("config", "check"), ("check", "--no-write")],
-                         ids=["config-check", "check"])
-@pytest.mark.parametrize("name", list(CASES))
-def test_bad_config_exits_3_naming_file_and_key(tmp_path: Path, name: str,
-                                                command: tuple[str, ...]) -> None:
+COMMANDS = {"config": ("config", "check"), "check": ("check", "--no-write")}
+RUNS = [(name, cmd) for name, case in CASES.items() for cmd in case.commands]
+
+
+@pytest.mark.parametrize(("name", "cmd"), RUNS, ids=[f"{n}-{c}" for n, c in RUNS])
+def test_bad_config_exits_3_naming_file_and_key(tmp_path: Path, name: str, cmd: str) -> None:
     case = CASES[name]
+    command = COMMANDS[cmd]
     config = case.make(tmp_path)
     proc = _run(tmp_path, config, *command)  # TimeoutExpired fails the test: a hang
     output = proc.stdout + proc.stderr
