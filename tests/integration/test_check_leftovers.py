@@ -162,3 +162,23 @@ def test_imap_login_failing_is_delivery_unknown_and_the_next_check_settles_it(
     assert point.fields["outcome"] == "delivered" and point.time_ns == pending.time_ns
     assert 0 <= float(point.fields["delivery_s"]) < 3  # INTERNALDATE: soon after acceptance
     assert not _in_mailbox(mail_stack, canary)
+
+
+def test_by_default_a_check_answers_before_the_monitors_60_s(mail_stack: MailStack,
+                                                              tmp_path: Path) -> None:
+    # no --timeout, no wait_s: the defaults a Nagios, Icinga 2 or Checkmk user starts with
+    text = own_state_dir(mail_stack.probes_toml(vantage=VANTAGE,
+                                                routes=[("alice-to-bob", "alice", "bob")]),
+                         mail_stack, tmp_path)
+    path = tmp_path / "probes.toml"
+    path.write_text(text.replace(
+        'direction = "internal"\n',
+        f'direction = "internal"\nheaders = {{ "{HOLD_HEADER}" = "yes" }}\n'))
+    t0 = time.monotonic()
+    r = run_prober("check", "-c", str(path), timeout=75)
+    took = time.monotonic() - t0
+    mail_stack.purge_held()
+    assert took < 60, f"{took:.1f} s: the monitoring system would have killed it"
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stdout.startswith("PROBER CRITICAL - canary alice-to-bob"), r.stdout
+    assert "not seen within" in r.stdout and "(pending)" in r.stdout
