@@ -418,6 +418,29 @@ def test_every_number_getter_names_both_bounds() -> None:
     assert unbounded == []
 
 
+def test_every_named_number_key_is_in_the_readmes_range_table() -> None:
+    """The ranges are documented: a key added with its bounds is added to the table too."""
+    import ast
+
+    import prober.config
+
+    readme = (Path(prober.config.__file__).parents[2] / "README.md").read_text()
+    table = readme.split("- **Numbers** must be finite", 1)[1].split("- **Strings**", 1)[0]
+    missing = set()
+    for module in Path(prober.config.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(module.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in ("integer", "number") and node.args
+                    and isinstance(node.args[0], ast.Constant)):
+                key = str(node.args[0].value)
+                documented = f"`{key}`" in table or (key.startswith("max_")
+                                                     and key.endswith("_bytes")
+                                                     and "`max_*_bytes`" in table)
+                if not documented:
+                    missing.add(f"{module.name}: {key}")
+    assert missing == set()
+
+
 def test_shared_secret_file_is_an_explicit_opt_in(tmp_path: Path) -> None:
     (tmp_path / "pw").write_text(PASSWORD + "\n")
     (tmp_path / "pw").chmod(0o640)
