@@ -7,6 +7,7 @@ Exit status: 0 every measured clause passed, 1 some clause is breached, 2 not en
 from __future__ import annotations
 
 import re
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -83,6 +84,8 @@ def open_evidence(config: JudgeConfig, source: str, start_ns: int, end_ns: int,
         return spool_evidence(config.spool.path, start_ns, end_ns, focus)
     except SpoolReadError as exc:
         raise QueryError(str(exc)) from None
+    except sqlite3.DatabaseError as exc:  # corrupt pages: one line, not a traceback
+        raise QueryError(f"cannot read the spool {config.spool.path}: {exc}") from None
 
 
 @click.command(cls=_Command, help="Judge each SLA clause of a month from the evidence.")
@@ -125,6 +128,9 @@ def score(config_path: str, month: str, year: int | None, fmt: str, output: str 
                            judge_year=year)
     except QueryError as exc:
         _fail(str(exc))
+        return
+    except sqlite3.DatabaseError as exc:  # a spool corrupt past what opening it reads
+        _fail(f"cannot read the spool {config.spool.path}: {exc}")
         return
     finally:
         if evidence is not None and hasattr(evidence, "close"):

@@ -140,6 +140,15 @@ def test_corrupt_spool_is_moved_aside_at_start_and_a_fresh_one_begins(
     db.write_bytes(bytes(raw))
     corrupt = bytes(raw)
 
+    # the readers meet it first: one line each, no traceback
+    for args in (["spool", "status"], ["spool", "export"],
+                 ["score", "--source", "spool", "--month", time.strftime("%Y-%m")]):
+        out = subprocess.run([sys.executable, "-m", "prober.cli", *args, "-c", str(config)],
+                             capture_output=True, text=True, timeout=60)
+        said = out.stdout + out.stderr
+        assert out.returncode != 0 and "Traceback" not in said, (args, said)
+        assert "malformed" in said or "not a database" in said, (args, said)
+
     assert _run_ticks(config, 2) == 0, _log(config)
     log = _log(config)
     print(log[-3000:])
