@@ -279,6 +279,8 @@ def test_forged_arrivals_never_count_and_are_never_deleted(mail_stack: MailStack
         mail_stack.purge_held()
     final = _points(tmp_path, canary)[-1].fields
     held_s = released_at - point.time_ns / 1e9
+    print(f"held {held_s:.3f} s, delivery_s {final['delivery_s']:.3f} s, "
+          f"forged_canaries {_forged(tmp_path)}")
     assert held_s >= 6
     assert held_s <= final["delivery_s"] < held_s + 3, (held_s, final)
     assert final["authenticated"] is True
