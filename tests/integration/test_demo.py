@@ -55,7 +55,7 @@ def _nothing_left(out: str) -> None:
     left = [line for line in ps.splitlines() if workdir in line]
     assert not left, left
     ports = _ports(out)
-    assert len(ports) >= 5, out  # Postfix, Dovecot, pages, InfluxDB, relay
+    assert len(ports) >= 8, out  # Postfix 3, Dovecot 2, the pages, InfluxDB, the relay
     for port in ports:
         with socket.socket() as s:
             s.settimeout(1)

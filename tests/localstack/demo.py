@@ -172,8 +172,10 @@ class Demo:
             ensure_packages(packages)
             say(f"starting Postfix and Dovecot on 127.0.0.1 in {self.stack.dir} ...")
             self.stack.start()
-        say(f"  Postfix submission on 127.0.0.1:{self.stack.submission_port}, "
-            f"Dovecot IMAP on 127.0.0.1:{self.stack.imap_port}")
+        st = self.stack
+        say(f"  Postfix: submission 127.0.0.1:{st.submission_port}, submissions "
+            f"127.0.0.1:{st.submissions_port}, smtp 127.0.0.1:{st.smtp_port}; Dovecot: imap "
+            f"127.0.0.1:{st.imap_port}, imaps 127.0.0.1:{st.imaps_port}")
 
     def check(self, extra: list[str], webmail: bool) -> int:
         config = self.tmp / "check.toml"
@@ -313,11 +315,12 @@ class Demo:
     def stop_vantages(self) -> None:
         say()
         say(f"{clock()} stopping the two vantages (SIGTERM, as systemd does) ...")
-        stop_processes(self.daemons)
-        for v in VANTAGES:
-            # anything still spooled goes to InfluxDB before the score reads it
-            subprocess.run([*PROBER, "spool", "flush", "-c", str(self.configs[v])],
-                           env=self.env, capture_output=True, stdin=subprocess.DEVNULL)
+        with still("stopping the vantages and flushing their spools"):
+            stop_processes(self.daemons)
+            for v in VANTAGES:
+                # anything still spooled goes to InfluxDB before the score reads it
+                subprocess.run([*PROBER, "spool", "flush", "-c", str(self.configs[v])],
+                               env=self.env, capture_output=True, stdin=subprocess.DEVNULL)
 
     def score(self, report: Path) -> bool:
         provider, own = self.faults
