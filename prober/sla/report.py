@@ -26,8 +26,8 @@ FORMATS = ("table", "json", "markdown", "html")
 NOT_JUDGED_WHY = {
     RoundtripOutcome.PENDING: "its fate was not known yet when scored",
     RoundtripOutcome.SEND_UNCERTAIN: "the provider's answer to the submission was not seen",
-    # the agent's word for a canary the provider never accepted and that never arrived
-    "abandoned": "never accepted by the provider and never arrived",
+    RoundtripOutcome.ABANDONED: "the agent gave up its SMTP session before the provider's "
+                                "answer, and the canary never arrived: not the provider's",
 }
 LIST_LIMIT = 50  # evidence rows shown in table/markdown; JSON and HTML carry more
 

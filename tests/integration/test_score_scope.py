@@ -243,6 +243,9 @@ def test_points_read_and_not_judged_are_counted(influxdb1: InfluxDB1, influx_db:
         f'canary="p",outcome="pending" {t + 13}',
         f'mail_roundtrip,direction=internal,recipient={BOB},route=int,sender={ALICE},vantage=v2 '
         f'canary="u",outcome="send_uncertain" {t + 15}',
+        # the agent died inside the SMTP session; the canary never arrived: not the provider's
+        f'mail_roundtrip,direction=outbound,recipient={EXT},route=out,sender={ALICE},vantage=v1 '
+        f'canary="a",outcome="abandoned",error="data: closed: agent stopped" {t + 17}',
     )
     settings = SlaSettings(vantages=("v1", "v2"))
     cards = judge(points, settings, {ALICE}, influxdb1, influx_db, tmp_path, extra)
@@ -258,7 +261,10 @@ def test_points_read_and_not_judged_are_counted(influxdb1: InfluxDB1, influx_db:
         if source == "spool":
             assert got[("prober_heartbeat", "not valid line protocol")] == 1
         # every written canary went pending first: only the one never rewritten is counted
-        assert card.not_judged == {"pending": 1, "send_uncertain": 1}, source
+        assert card.not_judged == {"abandoned": 1, "pending": 1, "send_uncertain": 1}, source
+        assert card.conn.down == set() and card.send.over_count == 0  # never charged
+        assert not [e for e in card.events if e.canary == "a"]
+        assert ("mail_roundtrip", "an outcome this judge does not know") not in got
         d = to_dict(card)
         assert {"measurement": "mail_roundtrip", "reason": "vantage 'v9' is not in [sla] "
                 "vantages", "points": 2 * 3} in d["unusable_points"]
