@@ -34,11 +34,12 @@ from prober.probes.canary import (
     claim,
 )
 from prober.probes.errors import ProbeError, classify
-from prober.probes.imap_session import ImapSession
+from prober.probes.imap_session import FETCH_BATCH, ImapSession
 
 log = logging.getLogger("prober.watcher")
 SWEEP_EVERY_S = 3600.0
 SWEEP = "sweep"  # Arrival.detect of a leftover the sweep found: detected late, not as it came
+POISON_AFTER = 2  # failed header fetches at one cursor before going one message at a time
 SWEEP_BATCH = 500  # UIDs per FETCH and per removal (aioimaplib fails past ~3,000 at once)
 # candidates looked at per sweep, newest first: bounded work, and a mailbox full of
 # look-alikes (which are never removed) cannot hide this vantage's own leftovers for ever
@@ -109,6 +110,7 @@ class MailboxWatcher:
         # canaries awaited with a fast poll: id -> monotonic end of their fast poll
         self._hurry: dict[str, float] = {}
         self.swept = 0
+        self._stuck: tuple[tuple[str, int] | None, int] = (None, 0)  # (folder, cursor), fails
         self.sweeps = 0  # sweeps completed (a test or a caller can wait for the first)
         self.swept_canaries: list[Arrival] = []  # what the sweeps removed, for the caller
         self.forged = 0  # messages claiming to be our canaries that are not (never removed)
@@ -291,7 +293,17 @@ class MailboxWatcher:
         assert sess.selected is not None
         cursor = self.cursors.get_cursor(self.mailbox.name, folder)
         last = cursor[1] if cursor else 0
-        batch = await sess.fetch_after(last)
+        failures = self._stuck[1] if self._stuck[0] == (folder, last) else 0
+        # After POISON_AFTER failed fetches at one cursor, one message at a time; a message
+        # whose headers the server fails to send POISON_AFTER times more is passed over, so
+        # one poisonous message cannot stop every later canary from being seen.
+        try:
+            batch = await sess.fetch_after(last, 1 if failures >= POISON_AFTER else FETCH_BATCH)
+        except ProbeError as exc:
+            self._stuck = ((folder, last), failures + 1)
+            if failures + 1 >= 2 * POISON_AFTER and sess.pending_uids[:1] > [last]:
+                self._pass_over(sess, folder, sess.pending_uids[0], failures + 1, exc)
+            raise
         messages = batch.messages
         now = time.time_ns()
         ours: list[int] = []
@@ -330,6 +342,15 @@ class MailboxWatcher:
         last = max(last, batch.last_uid)
         self.cursors.set_cursor(self.mailbox.name, folder, sess.selected.uidvalidity, last)
         return batch.more
+
+    def _pass_over(self, sess: ImapSession, folder: str, uid: int, failures: int,
+                   exc: ProbeError) -> None:
+        assert sess.selected is not None
+        log.warning("watcher mailbox=%s folder=%s: passed over uid=%d: the server failed %d "
+                    "times to send its headers (%s); if it was a canary, it ends lost",
+                    self.mailbox.name, folder, uid, failures, exc)
+        self.cursors.set_cursor(self.mailbox.name, folder, sess.selected.uidvalidity, uid)
+        self._stuck = (None, 0)
 
     def _judge(self, headers: bytes) -> Verdict | None:
         c = claim(headers)

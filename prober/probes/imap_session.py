@@ -53,9 +53,11 @@ class Fetched:
     headers: bytes
 
 
-# Messages whose headers one FETCH asks for: 100 x the 4 KiB a canary's fields take at most
-# stays far below the protocol's response cap, however the mailbox fills.
+# Messages whose headers one FETCH asks for, so that one response stays bounded however the
+# mailbox fills.
 FETCH_BATCH = 100
+# Of each message's canary fields: 100 x 128 KiB stays below the 16 MiB response cap.
+MAX_HEADER_BYTES = 128 * 1024
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ class ImapSession:
     def __post_init__(self) -> None:
         self._lost: asyncio.Future[None] | None = None
         self._secrets: tuple[str, ...] = ()  # masked out of every server reply we repeat
+        self.pending_uids: list[int] = []
 
     @property
     def capabilities(self) -> set[str]:
@@ -227,6 +230,7 @@ class ImapSession:
         canary headers. The UIDs first (a few bytes each), then the headers of one bounded
         batch: 3,000 messages at once broke aioimaplib and stopped the cursor for ever."""
         assert self.proto is not None
+        self.pending_uids = []
         response = await self._bounded(
             self.proto.fetch(f"{last_uid + 1}:*", "(UID)", by_uid=True), "fetch")
         if response.result != "OK":
@@ -235,6 +239,7 @@ class ImapSession:
         # "n:*" also returns the highest message when no UID is above n: filter.
         uids = sorted({m.uid for m in parse_fetch(response.lines) if m.uid > last_uid})
         batch = uids[:limit]
+        self.pending_uids = batch  # what the header fetch asks for, should it fail
         if not batch:
             return Batch([], last_uid, more=False)
         return Batch(await self.fetch_uids(batch), batch[-1], more=len(uids) > limit)
@@ -265,7 +270,10 @@ class ImapSession:
         assert self.proto is not None
         if not uids:
             return []
-        parts = f"(UID INTERNALDATE FLAGS BODY.PEEK[HEADER.FIELDS ({FETCH_FIELDS})])"
+        # <0.n>: the server sends at most the first n bytes of the fields (RFC 3501 partial
+        # fetch), so one message with megabytes of Received cannot push a batch past the cap
+        parts = (f"(UID INTERNALDATE FLAGS BODY.PEEK[HEADER.FIELDS ({FETCH_FIELDS})]"
+                 f"<0.{MAX_HEADER_BYTES}>)")
         response = await self._bounded(self.proto.fetch(
             ",".join(str(u) for u in sorted(uids)), parts, by_uid=True), "fetch")
         if response.result != "OK":

@@ -222,7 +222,9 @@ def test_64k_headers_do_not_block_the_loop_and_canaries_still_match(
     blobs = [message(HEADER.encode(), b"v=" * 32768),
              message(b"Subject", b"[prober] canary " * 4096),
              message(b"Subject", b"a " * 32768),
-             message(b"Received", b"by " * 21845)]
+             message(b"Received", b"by " * 21845),
+             # 2 MB of Received: the partial fetch sends 128 KiB of it
+             message(b"Received", b"from relay.example.test by mx " * 70000)]
     # and a canary of this vantage whose other headers are 64 KB: still ours
     cid = new_canary_id("local", "alice-to-bob", 0, key=TEST_KEY,
                         recipient=mail_stack.user("bob").address)
@@ -234,3 +236,18 @@ def test_64k_headers_do_not_block_the_loop_and_canaries_still_match(
     assert result["error"] is None and result["reconnects"] == 0, result
     assert result["lag"] < 1.0, result
     assert result["also"].canary == cid
+
+
+def test_a_message_the_server_cannot_fetch_is_passed_over_and_canaries_still_match(
+        mail_stack: MailStack, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Dovecot 2.3 panics (istream-header-filter.c: assertion failed) on an 18 MB header
+    line and drops the connection at every fetch of it: without passing it over, the
+    watcher would reconnect for ever at that cursor and every later canary end lost."""
+    poison = (b"From: x@example.test\r\nTo: bob@example.test\r\nReceived: "
+              + b"from relay.example.test by mx " * 600000 + b"\r\nSubject: poison\r\n\r\nx\r\n")
+    caplog.set_level(logging.WARNING, logger="prober")
+    result = asyncio.run(_watch_through(mail_stack, tmp_path, [poison]))
+    passed = [r.getMessage() for r in caplog.records if "passed over uid=" in r.getMessage()]
+    print(passed, result["reconnects"])
+    assert len(passed) == 1, caplog.text
+    assert result["arrival"].uid > int(passed[0].split("uid=")[1].split(":")[0])
