@@ -202,13 +202,18 @@ class MailboxWatcher:
                 # their detection never waits behind its own sweep (a big mailbox's SEARCH)
                 await self._sweep_all(sess)
                 self._next_sweep = time.monotonic() + SWEEP_EVERY_S
+            next_junk = time.monotonic()
+            if self._junk_ok:
+                # the junk folder's first look (its baseline) before "ready", so a canary
+                # sent at once is not caught by the scan that follows it ("poll", not "idle")
+                await self._check_junk(sess)
+                next_junk = time.monotonic() + self.settings.junk_poll_s
             if self.reconnects:
                 log.info("watcher mailbox=%s connected again", self.mailbox.name)
             self.up = True
             self.last_error = None
             self._ready.set()
             use_idle = imap.idle and "IDLE" in sess.capabilities
-            next_junk = time.monotonic()
             next_full = 0.0
             while not stop.is_set():
                 if time.monotonic() >= self._next_sweep:
