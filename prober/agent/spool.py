@@ -311,8 +311,9 @@ class Spool:
 
     def _enter_refusing(self, kind: str, message: str) -> None:
         if self.refusing != kind:
-            log.error("%s; refusing new points until there is room (%d refused in total; "
-                      "points already spooled are kept)", message, self.refused_count)
+            total = f"{self.refused_count} refused in total; " if self.refused_count else ""
+            log.error("%s; refusing new points until there is room (%spoints already "
+                      "spooled are kept)", message, total)
             self.refusing = kind
             self._refused_in_state = 0
 
