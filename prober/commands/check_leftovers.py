@@ -26,6 +26,7 @@ from prober.schema import FIELD_DELIVERY_S, IN_FLIGHT, TAG_DIRECTION, Direction,
 
 log = logging.getLogger("prober.check")
 LEDGER_FILE = "check-canaries.db"  # beside the spool
+KEEP_RESOLVED_S = 7 * 86400.0  # a settled canary's entry is kept this long, as the daemon's
 # a leftover may still be corrected after its lost verdict, as the daemon does
 _OPEN_OR_LOST = (*IN_FLIGHT, RoundtripOutcome.LOST)
 
@@ -97,6 +98,8 @@ class Leftovers:
             self.notes.append(f"canary {entry.route} #{entry.seq} ({entry.id}) of an earlier "
                               f"check: not seen in {self.config.canary.lost_after_s:g} s: "
                               f"{entry.outcome} -> lost")
+        # a check a minute would otherwise grow the file by half a million entries a year
+        self.ledger.forget_resolved_before(now_ns - int(KEEP_RESOLVED_S * 1e9))
 
     def close(self) -> None:
         self.ledger.close()
