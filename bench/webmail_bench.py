@@ -9,6 +9,12 @@ and it prints the emulated load time, the model's, the error, and the CPU time t
 prober's thread spent on the load (thread CPU: the loopback server runs in another thread)
 as a share of the emulated time. Page sizes scale with the line so each load takes a few
 seconds at most. Run: .venv/bin/python bench/webmail_bench.py [--profiles dial,dsl] [--repeat 3]
+
+With --reference (root: a network namespace and TUN devices), each engine against
+Chromium behind a packet-level line instead (tests/webmail_reference.py): login page,
+inbox and login flow of a webmail-shaped test site, medians of interleaved loads, as a
+Markdown table. Narrowband takes minutes per load: run it here, not in CI.
+  .venv/bin/python bench/webmail_bench.py --reference --profiles narrowband,broadband
 """
 
 from __future__ import annotations
@@ -83,7 +89,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profiles", default=",".join(PRESETS))
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--reference", action="store_true",
+                    help="each engine against Chromium on a packet-level line (root)")
     args = ap.parse_args()
+    if args.reference:
+        from prober.config.profiles import resolve_profile
+        from tests.webmail_reference import HEADER, measure
+
+        names = args.profiles if args.profiles != ",".join(PRESETS) else "narrowband,broadband"
+        print(f"medians of {args.repeat} interleaved cold loads", flush=True)
+        print(HEADER, flush=True)
+        for name in names.split(","):
+            tmp = Path(tempfile.mkdtemp(prefix="webmail-ref-"))
+            for row in measure(resolve_profile(name), tmp, args.repeat):
+                print(row.line(), flush=True)
+        return
     tmp = Path(tempfile.mkdtemp(prefix="webmail-bench-"))
     cert, key = make_cert(tmp)
     print(f"{'profile':8} {'case':13} {'emulated_s':>10} {'model_s':>8} {'error':>7} "

@@ -74,13 +74,14 @@ def page(body: bytes | str, ctype: str = "text/html; charset=utf-8", compress: b
     return Reply(status=status, body=data, headers=h)
 
 
-def make_cert(directory: Path, name: str = "localhost") -> tuple[Path, Path]:
-    """A throwaway self-signed certificate for 127.0.0.1 and localhost (EC: small on the wire)."""
+def make_cert(directory: Path, name: str = "localhost",
+              ips: tuple[str, ...] = ("127.0.0.1",)) -> tuple[Path, Path]:
+    """A throwaway self-signed certificate for `ips` and localhost (EC: small on the wire)."""
     cert, key = directory / "cert.pem", directory / "key.pem"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
          "-nodes", "-days", "2", "-subj", f"/CN={name}", "-keyout", str(key), "-out", str(cert),
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+         "-addext", "subjectAltName=DNS:localhost," + ",".join(f"IP:{ip}" for ip in ips)],
         check=True, capture_output=True)
     return cert, key
 
@@ -105,7 +106,9 @@ class WebServer:
     """Serves `routes` on 127.0.0.1; HTTP/2 when its TLS context offers "h2" by ALPN."""
 
     def __init__(self, routes: dict[str, Handler] | None = None,
-                 tls: ssl.SSLContext | None = None, keep_alive: bool = True) -> None:
+                 tls: ssl.SSLContext | None = None, keep_alive: bool = True,
+                 host: str = "127.0.0.1") -> None:
+        self.host = host
         self.routes: dict[str, Handler] = dict(routes or {})
         self.tls = tls
         self.keep_alive = keep_alive
@@ -121,7 +124,7 @@ class WebServer:
 
     @property
     def base(self) -> str:
-        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     def start(self) -> WebServer:
         self._thread.start()
@@ -131,7 +134,7 @@ class WebServer:
 
     async def _start(self) -> None:
         self._stopping = asyncio.Event()
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls)
+        self._server = await asyncio.start_server(self._serve, self.host, 0, ssl=self.tls)
         self.port = self._server.sockets[0].getsockname()[1]
 
     def stop(self) -> None:

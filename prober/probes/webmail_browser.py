@@ -266,8 +266,17 @@ def _stage(state: _State, net: _Network) -> str:
 
 
 async def load(ctx: ProbeContext, job: WebmailLoad) -> list[Measurement]:
-    """One cold load of `job.target` in Chromium over `job.profile`'s throttling: one
+    """One cold load of `job.target` in Chromium over `job.profile`'s emulated line: one
     `webmail_load` point (engine "browser"). Never raises: each failure is an outcome."""
+    return await load_with(ctx, job, CHROMIUM, emulate_line=True)
+
+
+async def load_with(ctx: ProbeContext, job: WebmailLoad, executable: str,
+                    emulate_line: bool, extra_args: tuple[str, ...] = ()) -> list[Measurement]:
+    """`load`, with another Chromium executable and, with `emulate_line=False`, no line
+    of its own: the tests' reference, Chromium in a namespace behind a packet-level
+    line (tests/tunline.py), measured the same way; `extra_args` for Chromium (the
+    tests trust their certificate with --ignore-certificate-errors-spki-list)."""
     target, profile = job.target, job.profile
     timeout = timeout_s(job, ctx.contract)
     timeout_ms = timeout * 1000.0
@@ -303,14 +312,15 @@ async def load(ctx: ProbeContext, job: WebmailLoad) -> list[Measurement]:
         try:
             state.stage = f"launching {CHROMIUM}"
             async with asyncio.timeout(LAUNCH_TIMEOUT_S):
-                line = await SocksLine(link).start()
-                pw = await async_playwright().start()
-                browser = await pw.chromium.launch(
-                    executable_path=CHROMIUM,
+                proxy: list[str] = []
+                if emulate_line:
+                    line = await SocksLine(link).start()
                     # every connection through the line, loopback too (Chromium's default
                     # bypasses it for loopback, where the tests' servers are)
-                    args=[*CHROMIUM_ARGS, f"--proxy-server={line.url}",
-                          "--proxy-bypass-list=<-loopback>"],
+                    proxy = [f"--proxy-server={line.url}", "--proxy-bypass-list=<-loopback>"]
+                pw = await async_playwright().start()
+                browser = await pw.chromium.launch(
+                    executable_path=executable, args=[*CHROMIUM_ARGS, *proxy, *extra_args],
                     timeout=LAUNCH_TIMEOUT_S * 1000)
                 context = await browser.new_context(
                     ignore_https_errors=not target.tls_verify,
@@ -419,12 +429,12 @@ async def load(ctx: ProbeContext, job: WebmailLoad) -> list[Measurement]:
         "login_s": login_s,
         "login_status": login_status,
         # on the line, as the httpx engine counts: headers, TLS and all connections
-        "bytes": link.bytes_down,
-        "bytes_up": link.bytes_up,
+        "bytes": link.bytes_down if emulate_line else net.bytes,
+        "bytes_up": link.bytes_up if emulate_line else None,
         "requests": net.requests,
         "failed_requests": net.failed,
         "failed_detail": one_line("; ".join(net.failures)) if net.failures else None,
-        "connections": len(link.connections),
+        "connections": len(link.connections) if emulate_line else len(net.connections),
         "host_rtt_s": link.host_rtt_s,
         "http_version": doc.get("protocol"),
         "tls_version": security.get("protocol"),

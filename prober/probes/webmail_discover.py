@@ -11,8 +11,9 @@ are known only once the document and its stylesheets are in). From the HTML itse
 - `<img>` and `<picture>` as a desktop Chromium chooses (1280 px wide, 1x display): the
   first `<source>` whose `type` it decodes and whose `media` applies, else the `<img>`;
   from a `srcset` the `1x` candidate, or with width descriptors the smallest one at least
-  as wide as `sizes` (default 100vw); `loading="lazy"` images are not fetched (they wait
-  for layout and do not hold the load event);
+  as wide as `sizes` (default 100vw); `loading="lazy"` images wait for the style pass
+  (Chromium asks for them once layout puts them within its distance of the viewport,
+  which on a webmail's short pages is nearly always: measured so on the reference line);
 - not the favicon: a browser asks for it after the load event.
 `<style>` elements and `style=""` attributes are kept for the style pass.
 """
@@ -126,6 +127,7 @@ class PageScanner(HTMLParser):
         self.styles: list[tuple[str, str]] = []
         self.inline: list[tuple[ET.Element, str]] = []
         self._picture: list[str | None] | None = None  # [chosen source] inside <picture>
+        self.lazy: list[str] = []  # loading=lazy images: asked for after layout
 
     def take(self) -> list[Resource]:
         new, self._new = self._new, []
@@ -184,9 +186,12 @@ class PageScanner(HTMLParser):
                 self._picture[0] = pick_srcset(a.get("srcset", ""), a.get("sizes", ""))
         elif tag == "img":
             chosen = self._picture[0] if self._picture is not None else None
+            ref = chosen or (pick_srcset(a["srcset"], a.get("sizes", ""), a.get("src", ""))
+                             if a.get("srcset") else a.get("src"))
             if a.get("loading", "").lower() != "lazy":
-                self._add(chosen or (pick_srcset(a["srcset"], a.get("sizes", ""), a.get("src", ""))
-                                     if a.get("srcset") else a.get("src")), "image")
+                self._add(ref, "image")
+            elif ref and (url := absolute(self.base, ref)):
+                self.lazy.append(url)
         elif tag in ("iframe", "frame"):
             if a.get("loading", "").lower() != "lazy":
                 self._add(a.get("src"), "document")

@@ -444,7 +444,7 @@ class _Loader:
                 for el, css in doc.scanner.inline:
                     inline[id(el)] = parse_declarations(css, base)
                 wanted = compute(doc.scanner.root, order, inline)
-                for url in wanted.images:
+                for url in [*wanted.images, *doc.scanner.lazy]:
                     self.discover(Resource(url, "image"), doc)
                 for url in wanted.fonts:
                     self.discover(Resource(url, "font"), doc)

@@ -35,7 +35,8 @@ def test_html_sub_resources() -> None:
       <iframe src="/later.html" loading=lazy></iframe>
       <input type="image" src="/go.png"><a href="/next.html">next</a></body></html>""")
     # no favicon (a browser asks for it after the load event), no print or alternate
-    # stylesheet, no nomodule script, no lazy image or frame; style is for the style pass
+    # stylesheet, no nomodule script, no lazy frame; lazy images and style wait for the
+    # style pass
     assert found == [
         (f"{M}/app/css/main.css", "stylesheet"),
         (f"{M}/f.woff2", "preload"),
@@ -48,6 +49,7 @@ def test_html_sub_resources() -> None:
     assert s.styles == [("link", f"{M}/app/css/main.css"),
                         ("style", "body { background: url('/bg.png') }")]
     assert [(el.tag, css) for el, css in s.inline] == [("div", "background:url(/d.png)")]
+    assert s.lazy == [f"{M}/below.png"]  # asked for after layout, with the style pass
     body = s.root.find("body")
     assert body is not None and [c.tag for c in body][:3] == ["img", "img", "img"]
 

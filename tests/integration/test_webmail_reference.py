@@ -1,0 +1,54 @@
+"""Each engine against the physical truth on broadband: Chromium in a network namespace
+behind a packet-level line (tests/tunline.py), on a webmail-shaped test site. Prints the
+table; narrowband, minutes per load, is in bench/webmail_bench.py --reference.
+
+What is held here: the httpx engine asks for exactly what Chromium asked for before its
+load event, on every page; and each engine's medians stay within a band of the
+reference's that catches a regression (the issue's goal, 10 %, is not met yet by the
+httpx engine: see docs/webmail.md for the measured table and why)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from prober.config.profiles import resolve_profile
+from tests.localstack.packages import ensure_packages
+from tests.webmail_reference import HEADER, measure, site
+
+pytestmark = pytest.mark.integration
+
+BROADBAND = resolve_profile("broadband")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def chromium() -> None:
+    ensure_packages({"chromium": "chromium"})
+
+
+def test_httpx_engine_asks_for_what_chromium_asks_for(tmp_path: Path) -> None:
+    with site(BROADBAND, tmp_path) as s:
+        for page, target in s.targets().items():
+            s.server.clear_log()
+            ref = asyncio.run(s.reference(target, BROADBAND))
+            assert ref.tags["outcome"] == "ok", ref.fields["error"]
+            # the favicon comes after the load event (not counted in `requests`)
+            chromium = sorted(e.path for e in s.server.entries() if "favicon" not in e.path)
+            assert len(chromium) == ref.fields["requests"], (page, chromium)
+            s.server.clear_log()
+            m = asyncio.run(s.httpx(target, BROADBAND))
+            assert m.tags["outcome"] == "ok", m.fields["error"]
+            assert sorted(e.path for e in s.server.entries()) == chromium, page
+            assert m.fields["requests"] == ref.fields["requests"]
+
+
+def test_engines_against_chromium_on_the_packet_level_line(tmp_path: Path) -> None:
+    rows = measure(BROADBAND, tmp_path, repeat=3)
+    print("\n" + HEADER)
+    for row in rows:
+        print(row.line())
+    for row in rows:
+        assert abs(row.browser_err) <= 0.25, row.line()
+        assert abs(row.httpx_err) <= 0.5, row.line()
