@@ -67,11 +67,21 @@ def _text(n: int, seed: int, line: str) -> str:
 def _gz(body: str | bytes, ctype: str) -> Reply:
     data = body.encode() if isinstance(body, str) else body
     return Reply(200, gzip.compress(data, mtime=0),
-                 {"Content-Type": ctype, "Content-Encoding": "gzip", "Cache-Control": "no-cache"})
+                 {"Content-Type": ctype, "Content-Encoding": "gzip", **STATIC})
 
 
 def _raw(body: bytes, ctype: str) -> Reply:
-    return Reply(200, body, {"Content-Type": ctype})
+    return Reply(200, body, {"Content-Type": ctype, **STATIC})
+
+
+def _page(html: str) -> Reply:
+    return Reply(200, gzip.compress(html.encode(), mtime=0),
+                 {"Content-Type": "text/html; charset=utf-8", "Content-Encoding": "gzip",
+                  "Cache-Control": "no-store"})
+
+
+# As Apache serves static files: a validator, no explicit lifetime (heuristic freshness).
+STATIC = {"Last-Modified": "Mon, 02 Nov 2026 10:00:00 GMT"}
 
 
 LOGIN = """<!DOCTYPE html><html><head><meta charset=utf-8><title>Webmail :: Welcome</title>
@@ -134,8 +144,8 @@ async def _login(req: Request) -> Reply:
 
 def routes() -> dict[str, object]:
     r: dict[str, object] = {
-        "/": _gz(LOGIN, "text/html; charset=utf-8"),
-        "/inbox": _gz(INBOX, "text/html; charset=utf-8"),
+        "/": _page(LOGIN),
+        "/inbox": _page(INBOX),
         "/login": _login,
         "/skin/styles.css": _gz(STYLES, "text/css"),
         "/skin/extra.css": _gz(EXTRA, "text/css"),

@@ -79,6 +79,10 @@ class SocksLine:
             await self._relay(reader, writer, upstream)
         except (OSError, asyncio.IncompleteReadError, ValueError, httpcore.NetworkError):
             pass  # the browser or the server went away: its own error says so
+        except asyncio.CancelledError:
+            # close() ends the load's connections: this task ends normally, as asyncio's
+            # server would log a traceback for a cancelled connection handler
+            pass
         finally:
             if upstream is not None:
                 with contextlib.suppress(Exception):

@@ -172,6 +172,12 @@ class _Network:
         if url is not None and rid not in self.navigations and status >= 400:
             self._fail(url, f"HTTP {status}")
 
+    def on_cached(self, p: dict[str, Any]) -> None:
+        # From the memory cache (a stylesheet of the login page reused by the inbox):
+        # no request on the line, as the httpx engine counts.
+        if p.get("requestId") in self.pending:
+            self.requests -= 1
+
     def on_failed(self, p: dict[str, Any]) -> None:
         rid = p.get("requestId", "")
         url = self.pending.pop(rid, None)
@@ -332,6 +338,7 @@ async def load_with(ctx: ProbeContext, job: WebmailLoad, executable: str,
                 cdp.on("Network.dataReceived", net.on_data)
                 cdp.on("Network.loadingFinished", net.on_finished)
                 cdp.on("Network.loadingFailed", net.on_failed)
+                cdp.on("Network.requestServedFromCache", net.on_cached)
                 cdp.on("Page.domContentEventFired", net.on_dcl)
                 cdp.on("Page.loadEventFired", net.on_load)
                 await cdp.send("Network.enable")

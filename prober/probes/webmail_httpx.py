@@ -17,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import email.utils
 import functools
+import re
 import ssl
 import time
 import typing
@@ -152,6 +154,7 @@ class _Doc:
     scripts: set[str] = field(default_factory=set)  # its scripts still loading
     extras_started: bool = False
     inline_sheets: list[StyleSheet] | None = None
+    seen: set[str] = field(default_factory=set)  # asked for by this document
 
 
 @dataclass
@@ -202,6 +205,11 @@ class _Loader:
         self.skipped = 0
         self.failures: list[str] = []
         self.seen: set[str] = set()
+        # What later documents of the load may take from the browser's cache: True when
+        # the response was fresh (max-age, Expires, or Last-Modified's heuristic), False
+        # when a later page must fetch it again (no-cache, no validator).
+        self.reusable: dict[str, bool] = {}
+        self.inflight: set[str] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.pending: dict[asyncio.Task[None], str] = {}
         self._sems: dict[str, asyncio.Semaphore] = {}
@@ -367,15 +375,21 @@ class _Loader:
     # -- sub-resources ---------------------------------------------------------------------
 
     def discover(self, res: Resource, doc: _Doc | None = None) -> None:
-        if res.url in self.seen:
-            return
-        self.seen.add(res.url)
+        seen = doc.seen if doc is not None else self.seen
+        if res.url in seen:
+            return  # once per document (a browser's memory cache)
+        seen.add(res.url)
+        if res.url in self.inflight or self.reusable.get(res.url):
+            return  # already coming, or fresh in the cache from an earlier page
+        if res.url in self.reusable and res.kind == "stylesheet":
+            self.sheets.pop(res.url, None)  # fetched again: the style pass waits for it
         if self.requests >= self.limits.max_requests:
             self.skipped += 1
             if res.kind == "stylesheet":
                 self.sheets[res.url] = None  # never coming: the style pass goes on without
             return
         self.requests += 1
+        self.inflight.add(res.url)
         if res.kind == "script" and doc is not None:
             doc.scripts.add(res.url)
         task = asyncio.create_task(self._fetch(res, doc))
@@ -391,6 +405,7 @@ class _Loader:
                 self._note_protocol(resp)
                 # A redirect costs a request too, as in a browser's count.
                 self.requests += len(resp.history)
+                self.reusable[res.url] = resp.status_code < 400 and _fresh(resp.headers)
                 ctype = resp.headers.get("content-type", "")
                 is_css = res.kind == "stylesheet" or "text/css" in ctype
                 limit = self.limits.max_resource_bytes
@@ -402,7 +417,7 @@ class _Loader:
                                              str(resp.url))
                     self.sheets[res.url] = sheet
                     for url in sheet.imports:  # fetched at once, as part of their sheet
-                        self.discover(Resource(url, "stylesheet"))
+                        self.discover(Resource(url, "stylesheet"), doc)
                 elif (res.kind == "document" and "html" in ctype.lower()
                       and (doc.depth if doc else 0) < MAX_FRAME_DEPTH):
                     frame = _Doc(PageScanner(str(resp.url)), self.phase,
@@ -421,6 +436,8 @@ class _Loader:
         except httpx.HTTPError as exc:
             self._fail(res.url, f"{type(exc).__name__}: {exc}")
         finally:
+            self.inflight.discard(res.url)
+            self.reusable.setdefault(res.url, False)
             if res.kind == "stylesheet":
                 self.sheets.setdefault(res.url, None)
             for d in self.docs:
@@ -572,6 +589,25 @@ def _phase_fields(link: Link) -> Fields:
     first = link.connections[0]
     return {"dns_s": first.dns_s, "connect_s": first.connect_s, "tls_s": first.tls_s,
             "tls_version": first.tls_version}
+
+
+def _fresh(headers: httpx.Headers) -> bool:
+    """May a browser take this response from its cache for a later page of the visit
+    without asking again? Fresh by max-age or Expires, or by the heuristic freshness a
+    Last-Modified gives (RFC 9111 4.2.2: a tenth of its age, minutes to days for static
+    files); not with no-store, no-cache or nothing to go by."""
+    cc = headers.get("cache-control", "").lower()
+    if "no-store" in cc or "no-cache" in cc:
+        return False
+    m = re.search(r"max-age\s*=\s*(\d+)", cc)
+    if m:
+        return int(m.group(1)) > 0
+    if "expires" in headers:
+        try:
+            return email.utils.parsedate_to_datetime(headers["expires"]).timestamp() > time.time()
+        except (TypeError, ValueError):
+            return False
+    return "last-modified" in headers
 
 
 def _error_class(exc: httpx.HTTPError) -> ErrorClass:

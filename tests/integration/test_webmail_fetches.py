@@ -27,7 +27,7 @@ body{font-family:Sans,sans-serif} .login{background:url(/bg.png)}
 .messagelist{background:url(/rows.png)} .dialog{display:none}
 .dialog .icon::before{content:"x";font-family:Icons}"""
 FRAME = "<html><body><img src=/in-frame.png></body></html>"
-INBOX = """<html><head><link rel=stylesheet href=/s.css></head><body>
+INBOX = """<html><head><link rel=stylesheet href=/s.css><script src=/app.js></script></head><body>
 <table class=messagelist><tr><td>a message</td></tr></table></body></html>"""
 
 
@@ -38,7 +38,9 @@ async def login_post(req: Request) -> Reply:
 @pytest.fixture(scope="module")
 def server() -> Iterator[WebServer]:
     routes: dict[str, object] = {
-        "/": page(PAGE), "/s.css": page(CSS, "text/css"), "/frame.html": page(FRAME),
+        "/": page(PAGE), "/frame.html": page(FRAME),
+        "/s.css": Reply(200, CSS.encode(), {"Content-Type": "text/css",
+                                            "Last-Modified": "Mon, 02 Nov 2026 10:00:00 GMT"}),
         "/login": login_post, "/inbox": page(INBOX),
         "/api/list": page('{"messages": []}', "application/json"),
         "/api/unread": page('{"unread": 0}', "application/json"),
@@ -76,9 +78,13 @@ def test_the_inbox_styles_and_the_extra_requests(server: WebServer) -> None:
     m = load(target, resolve_profile("fios"))
     assert m.tags["outcome"] == "ok", m.fields["error"]
     paths = [e.path for e in server.entries()]
-    # the inbox's own matching rule; the stylesheet is not fetched again; each extra
-    # request once, in its phase, after that page's scripts
+    # the inbox's own matching rule; the stylesheet is not fetched again (fresh by
+    # Last-Modified's heuristic), the script is (served without a validator: a browser
+    # cannot take it from its cache); each extra request once, in its phase, after that
+    # page's scripts
     assert "/rows.png" in paths and paths.count("/s.css") == 1
+    assert paths.count("/app.js") == 2
     assert paths.count("/api/unread") == 1 and paths.count("/api/list") == 1
     assert paths.index("/api/unread") < paths.index("/login") < paths.index("/api/list")
     assert paths.index("/app.js") < paths.index("/api/unread")
+    assert len(paths) - 1 - paths[::-1].index("/app.js") < paths.index("/api/list")

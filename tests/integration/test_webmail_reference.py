@@ -34,14 +34,14 @@ def test_httpx_engine_asks_for_what_chromium_asks_for(tmp_path: Path) -> None:
             s.server.clear_log()
             ref = asyncio.run(s.reference(target, BROADBAND))
             assert ref.tags["outcome"] == "ok", ref.fields["error"]
-            # the favicon comes after the load event (not counted in `requests`)
+            # the favicon comes after the load event; what the inbox takes from the cache
+            # is asked for once
             chromium = sorted(e.path for e in s.server.entries() if "favicon" not in e.path)
-            assert len(chromium) == ref.fields["requests"], (page, chromium)
             s.server.clear_log()
             m = asyncio.run(s.httpx(target, BROADBAND))
             assert m.tags["outcome"] == "ok", m.fields["error"]
             assert sorted(e.path for e in s.server.entries()) == chromium, page
-            assert m.fields["requests"] == ref.fields["requests"]
+            assert m.fields["requests"] == len(chromium), page
 
 
 def test_engines_against_chromium_on_the_packet_level_line(tmp_path: Path) -> None:
