@@ -23,7 +23,7 @@ from prober.sla.score import (
 )
 
 FORMATS = ("table", "json", "markdown", "html")
-NOT_JUDGED_WHY = {
+NOT_JUDGED_WHY: dict[str, str] = {
     RoundtripOutcome.PENDING: "its fate was not known yet when scored",
     RoundtripOutcome.SEND_UNCERTAIN: "the provider's answer to the submission was not seen",
     RoundtripOutcome.ABANDONED: "the agent gave up its SMTP session before the provider's "
