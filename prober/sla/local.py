@@ -197,6 +197,7 @@ class LocalEvidence:
         self._unusable: dict[tuple[str, str], int] = defaultdict(int)
         self._inventory = Inventory()
         self._antispam: list[Measurement] = []
+        self._watcher_down: dict[str, set[int]] = {}
         try:
             if reader.has_points:
                 self._load(reader.connection, start_ns, end_ns)
@@ -288,6 +289,11 @@ class LocalEvidence:
                 self._drop(HEARTBEAT, NO_UPTIME, time_ns)
                 continue
             batch.append((v, time_ns // MINUTE_NS))
+            up, watchers = fields.get("watchers_up"), fields.get("watchers")
+            with contextlib.suppress(_NotANumber):
+                n_up, n_all = _number(up), _number(watchers)
+                if n_up is not None and n_all is not None and n_up < n_all:
+                    self._watcher_down.setdefault(v, set()).add(time_ns // MINUTE_NS)
             if len(batch) >= _BATCH:
                 flush(sql)
         flush(sql)
@@ -566,6 +572,11 @@ class LocalEvidence:
 
     def antispam_points(self, start_ns: int, end_ns: int) -> list[Measurement]:
         return [p for p in self._antispam if start_ns <= p.time_ns < end_ns]
+
+    def watcher_down_minutes(self, start_ns: int, end_ns: int) -> dict[str, list[int]]:
+        lo, hi = start_ns // MINUTE_NS, -(-end_ns // MINUTE_NS)
+        out = {v: sorted(m for m in ms if lo <= m < hi) for v, ms in self._watcher_down.items()}
+        return {v: ms for v, ms in out.items() if ms}
 
     def canaries_not_judged(self, start_ns: int, end_ns: int
                             ) -> dict[tuple[str, str, str], int]:

@@ -224,6 +224,11 @@ class Evidence(Protocol):
     def inventory(self, start_ns: int, end_ns: int) -> Inventory:
         ...
 
+    def watcher_down_minutes(self, start_ns: int, end_ns: int) -> dict[str, list[int]]:
+        """Per vantage, the minutes whose heartbeat says one of its IMAP watchers was not
+        connected: the vantage could not see arrivals then (our fault, shown as coverage)."""
+        ...
+
     def antispam_points(self, start_ns: int, end_ns: int) -> list[Measurement]:
         """The §4/§5 points (mail_filter, mail_blocklist, mail_abuse) of the range, raw:
         a few a day per probe, so nothing to reduce."""
@@ -258,6 +263,12 @@ def q_missing(start_ns: int, end_ns: int) -> str:
     return (f"SELECT n FROM (SELECT count({HEARTBEAT_FIELD}) AS n FROM {HEARTBEAT} "
             f"WHERE {_range(start_ns, end_ns)} GROUP BY time(1m), vantage fill(0)) "
             f"WHERE n = 0 GROUP BY vantage")
+
+
+def q_watcher_down(start_ns: int, end_ns: int) -> str:
+    # a field compared with a field: InfluxDB 1.6 and later answer it
+    return (f"SELECT count(watchers_up) FROM {HEARTBEAT} WHERE watchers_up < watchers AND "
+            f"{_range(start_ns, end_ns)} GROUP BY time(1m), {TAG_VANTAGE} fill(none)")
 
 
 def q_antispam(name: str, start_ns: int, end_ns: int) -> str:
@@ -539,6 +550,15 @@ class InfluxEvidence:
                                 total += value
                     out.append(WebmailBucket(row["time"], profile, target, vantage, n, total,
                                              n_by_load))
+        return out
+
+    def watcher_down_minutes(self, start_ns: int, end_ns: int) -> dict[str, list[int]]:
+        out: dict[str, list[int]] = {}
+        for s in self._one(q_watcher_down(start_ns, end_ns)):
+            minutes = [int(row["time"]) // MINUTE_NS for row in s["rows"]
+                       if (row.get("count") or 0) > 0]
+            if minutes:
+                out[s["tags"].get(TAG_VANTAGE, "")] = minutes
         return out
 
     def antispam_points(self, start_ns: int, end_ns: int) -> list[Measurement]:

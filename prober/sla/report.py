@@ -98,6 +98,7 @@ def to_dict(card: Scorecard) -> dict[str, Any]:
             "down_minutes_in_maintenance": c.down_in_maintenance,
             "down_minutes_in_exclusions": c.down_in_exclusions,
             "down_minutes_by_mailbox": c.down_by_mailbox,
+            "watcher_down_minutes_by_vantage": card.watcher_down,
             "below_quorum_minutes_by_vantage": c.below_quorum,
             "incidents": [_incident(i) for i in c.incidents],
             "down_minutes_by_day": {d.isoformat(): n for d, n in card.daily_down.items()},
@@ -196,13 +197,17 @@ def _evidence_sections(card: Scorecard) -> list[tuple[str, list[str], list[list[
                      [[v.clause.id, f"{v.coverage.share * 100:.2f} %",
                        f"{v.coverage.minimum * 100:g} %", ", ".join(v.coverage.absent) or "-"]
                       for v in card.verdicts if v.status != NOT_MEASURED]))
-    sections.append(("Data coverage per vantage (judged minutes with a heartbeat)",
-                     ["vantage", "declared", "points", "coverage", "unknown min"],
+    # a watcher down is the vantage's own fault: coverage, never the provider's fault time
+    sections.append(("Data coverage per vantage (judged minutes with a heartbeat; minutes "
+                     "its IMAP watcher was down)",
+                     ["vantage", "declared", "points", "coverage", "unknown min",
+                      "watcher down min"],
                      [[v, "yes" if d["declared"] else "no", str(d["points"]),
                        f"{d['coverage'] * 100:.2f} %",
-                       str(c.unknown_by_vantage.get(v, c.evaluated_minutes))]
+                       str(c.unknown_by_vantage.get(v, c.evaluated_minutes)),
+                       str(card.watcher_down.get(v, 0))]
                       for v, d in scope["vantages"]["coverage_by_vantage"].items()]
-                     + [["(no vantage at all)", "", "", "", str(len(c.unknown))]]))
+                     + [["(no vantage at all)", "", "", "", str(len(c.unknown)), ""]]))
     rows = []
     for kind in ("vantages", "mailboxes", "routes"):
         d = scope[kind]

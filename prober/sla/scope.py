@@ -178,6 +178,10 @@ class ScopedEvidence:
     def inventory(self, start_ns: int, end_ns: int) -> Inventory:
         return self._ev.inventory(start_ns, end_ns)
 
+    def watcher_down_minutes(self, start_ns: int, end_ns: int) -> dict[str, list[int]]:
+        return {v: m for v, m in self._ev.watcher_down_minutes(start_ns, end_ns).items()
+                if self._v(v)}
+
     def antispam_points(self, start_ns: int, end_ns: int) -> list[Measurement]:
         return [p for p in self._ev.antispam_points(start_ns, end_ns)
                 if self._v(p.tags.get(TAG_VANTAGE, ""))]

@@ -570,6 +570,9 @@ class Scorecard:
     not_judged: dict[str, int] = field(default_factory=dict)
     # §4/§5: every failure found, per clause id, with its evidence
     antispam_evidence: dict[str, list[str]] = field(default_factory=dict)
+    # per vantage, judged minutes in which one of its IMAP watchers was not connected: it
+    # could not see arrivals then. Our fault, so coverage, never provider fault time
+    watcher_down: dict[str, int] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
@@ -656,6 +659,9 @@ def score(evidence: Evidence, settings: SlaSettings, year: int, month: int,
     filters, lists, abuse = events_from(evidence.antispam_points(period.start_ns, end_ns)
                                         if end_ns > period.start_ns else [])
     antispam = AntispamEvidence(filters, lists, abuse, end_ns)
+    watcher_down = ({v: len(set(ms) - skip) for v, ms in
+                     evidence.watcher_down_minutes(period.start_ns, end_ns).items()}
+                    if end_ns > period.start_ns else {})
     verdicts = _verdicts(clauses, settings, period, conn, send, receive, web, year_result,
                          complete, scope, antispam)
     return Scorecard(
@@ -667,7 +673,8 @@ def score(evidence: Evidence, settings: SlaSettings, year: int, month: int,
         year=year_result, year_explicit=judge_year is not None, verdicts=verdicts,
         webmail_timeout_s=settings.webmail_timeout_s, daily_down=daily_down,
         daily_unknown=daily_unknown, scope=scope, not_judged=dict(sorted(not_judged.items())),
-        unusable=dict(sorted(unusable.items())), antispam_evidence=antispam.evidence)
+        unusable=dict(sorted(unusable.items())), antispam_evidence=antispam.evidence,
+        watcher_down={v: n for v, n in sorted(watcher_down.items()) if n})
 
 
 def _clip(windows: Iterable[Window], period: Period) -> list[Window]:
