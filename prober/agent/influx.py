@@ -3,7 +3,7 @@
 Two APIs, chosen by `[influx] api`:
 - "v2": influxdb-client's synchronous WriteApi to `/api/v2/write` (url, org, bucket, token):
   InfluxDB 2.x, 3.x, Cloud, 1.8+ and VictoriaMetrics. Its batching mode is not used: it
-  loses points on exit and on SIGKILL (FIELD-NOTES); the spool is the buffer.
+  loses points on exit and on SIGKILL (docs/field-notes.md); the spool is the buffer.
 - "v1": HTTP POST `/write` (database, retention policy, user, password) for InfluxDB 1.x
   before 1.8, which has no `/api/v2/write`.
 

@@ -327,7 +327,7 @@ def _inside(host: str | None, provider_domains: tuple[str, ...]) -> bool:
 
 def split_delay(hops: list[Hop], accepted_ns: int, internaldate_ns: int | None,
                 direction: str, provider_domains: tuple[str, ...]) -> DelaySplit:
-    """Send and receive delay where the hops let them be told apart (DESIGN: scoring rules).
+    """Send and receive delay where the hops let them be told apart (docs/judge.md: scoring rules).
 
     outbound: the provider hands the canary to a destination outside it; send delay runs
     from acceptance to the first Received stamped by a host outside `provider_domains`.

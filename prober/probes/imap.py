@@ -1,7 +1,7 @@
 """The mailbox watcher: one long-lived IMAP connection per recipient mailbox.
 
 New messages are found by UID (never by SEARCH: unreliable on custom headers, see
-FIELD-NOTES), authenticated and matched locally, reported, and our own canaries removed by
+docs/field-notes.md), authenticated and matched locally, reported, and our own canaries removed by
 UID. IDLE when the server has it, re-issued every `idle_renew_s`; polling with NOOP
 otherwise; the junk folder polled at a lower rate; reconnects with backoff.
 
@@ -225,7 +225,7 @@ class MailboxWatcher:
                 until_junk = max(0.0, next_junk - time.monotonic()) if self._junk_ok else 1e9
                 if self._fast():
                     # Dovecot tells IDLE clients of new mail 0.5 s after delivery (hard-coded,
-                    # FIELD-NOTES), a NOOP sees it at once: while a canary is awaited, poll.
+                    # docs/field-notes.md), a NOOP sees it at once: while a canary is awaited, poll.
                     with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(self._wake.wait(),
                                                min(self.settings.fast_poll_s, until_junk))

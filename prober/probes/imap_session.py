@@ -2,7 +2,7 @@
 step, STARTTLS, and a connection watch.
 
 aioimaplib 2.0.3 has no STARTTLS (issue #1), hangs in idle_start() on BYE (#110), and its
-commands wait forever when the connection dies (FIELD-NOTES). So we drive its
+commands wait forever when the connection dies (docs/field-notes.md). So we drive its
 IMAP4ClientProtocol ourselves: we make the connection (socket, TLS, loop.start_tls after
 STARTTLS), and race every command against a timeout and against the connection's loss.
 """
@@ -251,7 +251,7 @@ class ImapSession:
         Only a coarse pre-filter (SEARCH is unreliable on some servers, and whole days
         only): the caller verifies every hit locally before touching it. Unsigned canaries
         are never swept, so they are not asked for. No CHARSET: some servers refuse CHARSET
-        UTF-8 (FIELD-NOTES).
+        UTF-8 (docs/field-notes.md).
         """
         assert self.proto is not None
         response = await self._bounded(self.proto.search(

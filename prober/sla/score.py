@@ -1,4 +1,4 @@
-"""Minutes -> incidents -> clause verdicts, per DESIGN.md's scoring rules.
+"""Minutes -> incidents -> clause verdicts, per the scoring rules in docs/judge.md.
 
 - A mailbox-minute at a vantage is down when that mailbox's SMTP or IMAP access failed in
   that minute, or a canary sent (or due to be received) in it was lost or refused; only the

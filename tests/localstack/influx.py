@@ -186,7 +186,7 @@ class InfluxDB1(_Server):
             self.rpc_port = free_port()
         d = self.workdir
         # Every listener is pinned to loopback: by default the RPC service binds 8088 and
-        # [ifql] 8082 on all interfaces (FIELD-NOTES), and two instances would collide.
+        # [ifql] 8082 on all interfaces (docs/field-notes.md), and two instances would collide.
         self.config_path.write_text(f"""\
 reporting-disabled = true
 bind-address = "127.0.0.1:{self.rpc_port}"

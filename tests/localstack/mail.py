@@ -3,7 +3,7 @@
 Postfix takes submissions (STARTTLS on one port, implicit TLS on another, SASL through
 Dovecot's auth socket) and hands mail to Dovecot over LMTP; Dovecot serves IMAP (STARTTLS
 and IMAPS) from Maildirs. Nothing of the system's own /etc/postfix or /etc/dovecot is read
-or touched. Facts behind the choices are in FIELD-NOTES ("A real mail stack on loopback").
+or touched. Facts behind the choices are in docs/field-notes.md ("A real mail stack on loopback").
 """
 
 from __future__ import annotations
