@@ -20,7 +20,6 @@ from prober.measurement import Measurement
 from prober.probes.access import IMAP, SMTP, imap_access, smtp_access
 from prober.probes.base import ProbeContext, ProbeFn
 from prober.probes.canary import CanaryKey
-from prober.probes.mailfilter import FilterTarget
 from prober.probes.roundtrip import CanaryTarget
 from prober.probes.webmail_point import WebmailLoad
 
@@ -78,7 +77,10 @@ def plan(config: Config, routes: Iterable[str] | None = None,
 
 def _periodic(config: Config, key: CanaryKey | None) -> tuple[Periodic, ...]:
     out: list[Periodic] = []
-    if key is not None:
+    if key is not None and config.filters:
+        # zipfile and the email parser only when a filter test is configured
+        from prober.probes.mailfilter import FilterTarget
+
         out += [Periodic(f"filter {f.name}", "filter", f.interval_s, _filter,
                          FilterTarget(f, config.mailboxes[f.sender],
                                       config.mailboxes[f.recipient], key))
