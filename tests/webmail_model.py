@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from prober.config.profiles import Profile
+from prober.probes.throttle import PAYLOAD_SHARE
 
 
 @dataclass
@@ -25,16 +26,20 @@ class ModelResource:
     children: list[ModelResource] = field(default_factory=list)
 
 
-def single_fetch_s(profile: Profile, round_trips: int, down_bytes: int, up_bytes: int) -> float:
-    return (round_trips * profile.rtt_s + down_bytes * 8 / (profile.down_kbps * 1000)
-            + up_bytes * 8 / (profile.up_kbps * 1000))
+def single_fetch_s(profile: Profile, round_trips: int, down_bytes: int, up_bytes: int,
+                   payload_share: float = PAYLOAD_SHARE) -> float:
+    """`payload_share`: what of the line rate carries payload (the rest is headers)."""
+    return (round_trips * profile.rtt_s
+            + down_bytes * 8 / (profile.down_kbps * 1000 * payload_share)
+            + up_bytes * 8 / (profile.up_kbps * 1000 * payload_share))
 
 
 def predict_load_s(root: ModelResource, profile: Profile, per_host: int = 6,
                    tls_round_trips: int = 0, dns_round_trips: int = 0,
                    handshake_down_bytes: int = 0, handshake_up_bytes: int = 0,
                    multiplexed: bool = False,
-                   trace: dict[str, tuple[float, float]] | None = None) -> float:
+                   trace: dict[str, tuple[float, float]] | None = None,
+                   payload_share: float = PAYLOAD_SHARE) -> float:
     """Time until the last resource of the tree is complete, on one origin.
 
     `handshake_*_bytes` are a new connection's TLS bytes, charged on the links when it opens.
@@ -43,8 +48,8 @@ def predict_load_s(root: ModelResource, profile: Profile, per_host: int = 6,
     """
     issued_at: dict[str, float] = {}
     rtt = profile.rtt_s
-    down_rate = profile.down_kbps * 1000 / 8
-    up_rate = profile.up_kbps * 1000 / 8
+    down_rate = profile.down_kbps * 1000 / 8 * payload_share
+    up_rate = profile.up_kbps * 1000 / 8 * payload_share
     now = 0.0
     up_free = 0.0
     idle_conns = 0

@@ -70,7 +70,10 @@ def test_dns_is_charged_once_per_name_and_not_for_literals() -> None:
 def test_single_fetch_formula() -> None:
     dsl = PRESETS["dsl"]
     # 2 RTT + 150,000 bytes at 1.5 Mbit/s + 384 bytes at 384 kbit/s
-    assert single_fetch_s(dsl, 2, 150_000, 384) == pytest.approx(0.1 + 0.8 + 0.008)
+    whole = single_fetch_s(dsl, 2, 150_000, 384, payload_share=1.0)
+    assert whole == pytest.approx(0.1 + 0.8 + 0.008)
+    # with the headers' share of the line
+    assert single_fetch_s(dsl, 2, 150_000, 384) == pytest.approx(0.1 + 0.808 * 1500 / 1448)
 
 
 def test_model_shares_the_link_and_charges_new_connections() -> None:
@@ -79,7 +82,8 @@ def test_model_shares_the_link_and_charges_new_connections() -> None:
     root = ModelResource("/", 10_000, 0, leaf)
     # html: TCP + request + 0.1 s; then r0 on the idle connection (1 RTT) and r1 on a new
     # one (2 RTT): r0 alone for 0.1 s (all 10 KB), then r1 alone.
-    assert predict_load_s(root, p) == pytest.approx(0.3 + 0.2 + 0.1)
-    assert predict_load_s(root, p, per_host=1) == pytest.approx(0.3 + 0.2 + 0.2)
+    assert predict_load_s(root, p, payload_share=1.0) == pytest.approx(0.3 + 0.2 + 0.1)
+    assert predict_load_s(root, p, per_host=1, payload_share=1.0) == pytest.approx(0.3 + 0.2 + 0.2)
     # HTTP/2: both requests on the one connection at once, sharing the line
-    assert predict_load_s(root, p, multiplexed=True) == pytest.approx(0.3 + 0.1 + 0.2)
+    h2 = predict_load_s(root, p, multiplexed=True, payload_share=1.0)
+    assert h2 == pytest.approx(0.3 + 0.1 + 0.2)
