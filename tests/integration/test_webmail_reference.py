@@ -3,9 +3,9 @@ behind a packet-level line (tests/tunline.py), on a webmail-shaped test site. Pr
 table; narrowband, minutes per load, is in bench/webmail_bench.py --reference.
 
 What is held here: the httpx engine asks for exactly what Chromium asked for before its
-load event, on every page; and each engine's medians stay within a band of the
-reference's that catches a regression (the issue's goal, 10 %, is not met yet by the
-httpx engine: see docs/webmail.md for the measured table and why)."""
+load event, on every page; and each engine's medians stay within 20 % of the
+reference's, a band for a loaded CI machine around the goal of 10 % (met on broadband
+in bench/webmail_bench.py --reference: see docs/webmail.md for the measured table)."""
 
 from __future__ import annotations
 
@@ -50,5 +50,5 @@ def test_engines_against_chromium_on_the_packet_level_line(tmp_path: Path) -> No
     for row in rows:
         print(row.line())
     for row in rows:
-        assert abs(row.browser_err) <= 0.25, row.line()
-        assert abs(row.httpx_err) <= 0.5, row.line()
+        assert abs(row.browser_err) <= 0.2, row.line()
+        assert abs(row.httpx_err) <= 0.2, row.line()
