@@ -169,22 +169,39 @@ def judge_spam(clause: Clause, events: Sequence[FilterEvent],
     long_listed = [(k, a, b) for k, runs in spans.items() for a, b in runs if b - a > max_ns]
     evidence += [f"{subject} on {zone} from {_when(a)} to {_when(b)} "
                  f"({(b - a) / 3.6e12:.1f} h)" for (zone, subject), a, b in long_listed]
-    # the abuse contact: a day on which every check was refused
-    by_day: dict[int, list[AbuseEvent]] = defaultdict(list)
-    for e in abuse:
-        by_day[(e.time_ns - start_ns) // NS_PER_DAY].append(e)
-    dead_days = sorted(d for d, es in by_day.items() if es and not any(e.ok for e in es))
-    for d in dead_days:
-        e = by_day[d][-1]
-        evidence.append(f"{_when(e.time_ns)} {e.address} refused all day: {e.error}")
+    # the abuse contact: refused at every check for longer than the same working day (a
+    # single refused check is an unanswered moment, not an unanswered complaint)
+    refused = _refused_runs(abuse)
+    long_refused = [(a, b, e) for a, b, e in refused if b - a > max_ns]
+    evidence += [f"{e.address} refused from {_when(a)} to {_when(b)} "
+                 f"({(b - a) / 3.6e12:.1f} h): {e.error}" for a, b, e in long_refused]
     figure = f"{len(tests) - len(misses)}/{len(tests)} GTUBE tests as expected"
     if lists:
         figure += f"; {len(long_listed)} listings over {clause.num('listed_max_h'):g} h"
     if abuse:
-        figure += f"; abuse contact refused on {len(dead_days)} days"
+        figure += f"; abuse contact refused over {clause.num('listed_max_h'):g} h " \
+            f"{len(long_refused)} times"
     detail = f"tests on {covered} of {days} days"
-    return _decide(bool(misses or long_listed or dead_days), cov, minimum, figure,
+    return _decide(bool(misses or long_listed or long_refused), cov, minimum, figure,
                    len(evidence), detail, evidence)
+
+
+def _refused_runs(abuse: Sequence[AbuseEvent]) -> list[tuple[int, int, AbuseEvent]]:
+    """Runs of consecutive refused abuse@ checks: (first refusal, the check that ended the
+    run or the last refusal, the last refusal)."""
+    out = []
+    start: int | None = None
+    last: AbuseEvent | None = None
+    for e in sorted(abuse, key=lambda x: x.time_ns):
+        if not e.ok:
+            start = e.time_ns if start is None else start
+            last = e
+        elif start is not None and last is not None:
+            out.append((start, e.time_ns, last))
+            start, last = None, None
+    if start is not None and last is not None:
+        out.append((start, last.time_ns, last))
+    return out
 
 
 def _listed_spans(lists: Sequence[BlocklistEvent]) -> dict[tuple[str, str], list[tuple[int, int]]]:

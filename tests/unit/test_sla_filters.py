@@ -71,8 +71,12 @@ def test_a_listing_longer_than_a_working_day_and_a_dead_abuse_contact() -> None:
     short = [replace(e, listed=3 <= i < 10) for i, e in enumerate(lists)]
     assert judge_spam(SPAM, spam, short, [], T0, END).status == PASS
     abuse = [AbuseEvent(T0 + 2 * NS_PER_DAY + h * hour, "v1", "abuse@x", False, 550, "rcpt")
-             for h in range(24)]
+             for h in range(30)]
     v = judge_spam(SPAM, spam, [], abuse, T0, END)
-    assert v.status == BREACH and "abuse@x refused all day" in v.evidence[0]
-    abuse[7] = replace(abuse[7], ok=True)
+    assert v.status == BREACH and "abuse@x refused from" in v.evidence[0]
+    assert "(29.0 h)" in v.evidence[0]
+    abuse[12] = replace(abuse[12], ok=True)  # answered in between: two runs under 24 h
     assert judge_spam(SPAM, spam, [], abuse, T0, END).status == PASS
+    # one refused check on a day the agent barely ran is no unanswered day
+    one = [AbuseEvent(T0 + 5 * NS_PER_DAY, "v1", "abuse@x", False, 550, "rcpt")]
+    assert judge_spam(SPAM, spam, [], one, T0, END).status == PASS
