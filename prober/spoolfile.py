@@ -57,6 +57,26 @@ CREATE TABLE IF NOT EXISTS {COUNTERS} (
 """
 
 
+def lines_query(measurement: str | None, start_ns: int | None,
+                end_ns: int | None) -> tuple[str, list[object]]:
+    """The SELECT of spooled lines in append order, for the agent's spool and the reader."""
+    where: list[str] = []
+    params: list[object] = []
+    if measurement is not None:
+        where.append("measurement = ?")
+        params.append(measurement)
+    if start_ns is not None:
+        where.append("time_ns >= ?")
+        params.append(start_ns)
+    if end_ns is not None:
+        where.append("time_ns < ?")
+        params.append(end_ns)
+    sql = f"SELECT line FROM {POINTS}"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    return sql + " ORDER BY id", params
+
+
 def wal_path(path: Path) -> Path:
     return path.with_name(path.name + "-wal")
 
@@ -191,21 +211,7 @@ class SpoolReader:
         last, as InfluxDB keeps it). `start_ns` inclusive, `end_ns` exclusive."""
         if not self._has_points:
             return
-        where: list[str] = []
-        params: list[object] = []
-        if measurement is not None:
-            where.append("measurement = ?")
-            params.append(measurement)
-        if start_ns is not None:
-            where.append("time_ns >= ?")
-            params.append(start_ns)
-        if end_ns is not None:
-            where.append("time_ns < ?")
-            params.append(end_ns)
-        sql = f"SELECT line FROM {POINTS}"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id"
+        sql, params = lines_query(measurement, start_ns, end_ns)
         for (line,) in self._query(sql, params):
             yield line
 

@@ -35,7 +35,7 @@ from prober.config.delivery import SpoolSettings
 from prober.lineproto import measurement_name
 from prober.measurement import Measurement
 from prober.spoolfile import SCHEMA as _SCHEMA
-from prober.spoolfile import DeadRow, SpoolStats, ballast_path
+from prober.spoolfile import DeadRow, SpoolStats, ballast_path, lines_query
 
 log = logging.getLogger("prober.spool")
 
@@ -563,21 +563,7 @@ class Spool:
                    end_ns: int | None = None) -> Iterator[str]:
         """Spooled line protocol, in append order (so a rewritten point's last version comes
         last, as InfluxDB would keep it). `start_ns` inclusive, `end_ns` exclusive."""
-        where: list[str] = []
-        params: list[object] = []
-        if measurement is not None:
-            where.append("measurement = ?")
-            params.append(measurement)
-        if start_ns is not None:
-            where.append("time_ns >= ?")
-            params.append(start_ns)
-        if end_ns is not None:
-            where.append("time_ns < ?")
-            params.append(end_ns)
-        sql = "SELECT line FROM spool_points"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id"
+        sql, params = lines_query(measurement, start_ns, end_ns)
         # A dedicated connection: the caller may iterate slowly while this thread appends.
         conn = sqlite3.connect(self.path, timeout=30.0)
         try:
