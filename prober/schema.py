@@ -80,6 +80,11 @@ class ErrorClass(StrEnum):
     PROTOCOL = "protocol"
     CLOSED = "closed"
     HTTP = "http"
+    # The prober's own failure (Chromium would not start, our proxy could not bind, no file
+    # descriptors or memory left, a bug): nothing the target did. Never charged to the
+    # provider: the judge counts such a point as a load not measured (coverage), `prober
+    # check` as UNKNOWN.
+    PROBER = "prober"
 
 
 # -- tags and fields that more than one room reads or writes --------------------------------------

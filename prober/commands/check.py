@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prober.commands.check_leftovers import Leftovers
+from prober.commands.nagios import CRITICAL, OK, SEVERITY, STATE_NAMES, UNKNOWN, WARNING, worst
 from prober.config import Config
 from prober.measurement import Measurement
 from prober.probes.base import ProbeContext
@@ -41,9 +42,6 @@ from prober.schema import (
     RoundtripOutcome,
 )
 
-OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
-STATE_NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
-
 
 @dataclass
 class Row:
@@ -64,7 +62,7 @@ class CheckResult:
 
     @property
     def state(self) -> int:
-        return max((r.state for r in self.rows), default=UNKNOWN)
+        return worst((r.state for r in self.rows), default=UNKNOWN)
 
     def summary(self) -> str:
         bad = [r for r in self.rows if r.state != OK]
@@ -81,10 +79,10 @@ class CheckResult:
             if spam:
                 text += f", {_n(spam, 'anti-spam check')} ok"
         else:
-            worst = sorted(bad, key=lambda r: -r.state)
-            text = "; ".join(f"{r.check} {r.target}: {r.detail}" for r in worst[:3])
-            if len(worst) > 3:
-                text += f"; and {len(worst) - 3} more"
+            ranked = sorted(bad, key=lambda r: -SEVERITY[r.state])
+            text = "; ".join(f"{r.check} {r.target}: {r.detail}" for r in ranked[:3])
+            if len(ranked) > 3:
+                text += f"; and {len(ranked) - 3} more"
         return f"PROBER {STATE_NAMES[self.state]} - {text}"
 
     def first_line(self) -> str:

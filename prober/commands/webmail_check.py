@@ -15,6 +15,7 @@ import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from prober.commands.nagios import CRITICAL, OK, UNKNOWN, WARNING, worst
 from prober.config.mail import Timeouts
 from prober.config.profiles import Profile
 from prober.config.webmail import WebmailTarget, page_open_clause
@@ -22,8 +23,8 @@ from prober.contract import Contract
 from prober.measurement import Measurement
 from prober.probes.base import ProbeContext
 from prober.probes.webmail import WebmailLoad, judged_seconds, probe
+from prober.schema import FIELD_ERROR_CLASS, ErrorClass
 
-OK, WARNING, CRITICAL = 0, 1, 2
 _OVER = {"warning": WARNING, "critical": CRITICAL}
 
 
@@ -61,6 +62,11 @@ def row_for(target: WebmailTarget, profile: Profile, m: Measurement,
         "requests": _num(f.get("requests")),
     }
     name = f"{target.name}/{profile.name}"
+    if f.get(FIELD_ERROR_CLASS) == ErrorClass.PROBER:
+        # the prober could not make the load (no Chromium, no descriptor left): nothing is
+        # known about the page, which is Nagios' UNKNOWN, not the provider's CRITICAL
+        return WebmailRow("webmail", name, UNKNOWN, values,
+                          f"not measured (the prober's own failure): {f.get('error')}", m)
     if outcome != "ok":
         return WebmailRow("webmail", name, CRITICAL, values, f"{outcome}: {f.get('error')}", m)
     opened = judged_seconds(m)
@@ -101,4 +107,4 @@ async def check_webmail(targets: Iterable[WebmailTarget], vantage: str, contract
 
 
 def worst_state(rows: Iterable[WebmailRow]) -> int:
-    return max((r.state for r in rows), default=OK)
+    return worst((r.state for r in rows), default=OK)

@@ -11,6 +11,25 @@ from prober.measurement import one_line
 
 KINDS = ("dns", "refused", "timeout", "tls", "auth", "protocol", "closed")
 
+# The probe host's own resources ran out: no file descriptor, no memory, no buffer, no
+# local port. Whatever the target does, these are the prober's failures, not the target's.
+LOCAL_ERRNOS = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS,
+                          errno.EADDRNOTAVAIL))
+
+
+def local_exhaustion(exc: BaseException | None) -> bool:
+    """Whether `exc`, or an error it was raised from, is the probe host running out of
+    something (LOCAL_ERRNOS, MemoryError): libraries wrap the OS error, httpcore keeps it
+    only as the context."""
+    for _ in range(8):
+        if exc is None:
+            return False
+        if isinstance(exc, MemoryError) or (isinstance(exc, OSError)
+                                            and exc.errno in LOCAL_ERRNOS):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
 
 class ProbeError(Exception):
     """`kind` is one of KINDS; `step` names the protocol step (connect, tls, auth, data...)."""

@@ -29,7 +29,7 @@ from typing import Any
 from prober.config.webmail import WebmailTarget
 from prober.measurement import Measurement, one_line
 from prober.probes.base import ProbeContext
-from prober.probes.errors import classify
+from prober.probes.errors import classify, local_exhaustion
 from prober.probes.throttle import Link
 from prober.probes.throttle_socks import SocksLine
 from prober.probes.webmail_point import (
@@ -43,6 +43,7 @@ from prober.probes.webmail_point import (
     load_point,
     no_expect_text,
     no_login_form,
+    prober_failed,
     still_asks_for_password,
     timed_out_text,
     timeout_s,
@@ -68,6 +69,16 @@ _NET_ERRORS = (("ERR_NAME_NOT_RESOLVED", ErrorClass.DNS),
                ("ERR_CONNECTION_RESET", ErrorClass.CLOSED),
                ("ERR_CONNECTION_CLOSED", ErrorClass.CLOSED),
                ("ERR_EMPTY_RESPONSE", ErrorClass.CLOSED))
+
+
+# Playwright's words when Chromium itself died or went away under the load (a crash, the
+# OOM killer): the browser's failure, not the page's.
+_BROWSER_GONE = ("Target crashed", "Page crashed", "Browser closed", "browser has disconnected",
+                 "Target page, context or browser has been closed", "Browser has been closed")
+
+
+def _browser_gone(text: str) -> bool:
+    return any(words in text for words in _BROWSER_GONE)
 
 
 def _net_error_class(text: str) -> ErrorClass:
@@ -345,12 +356,17 @@ async def load_with(ctx: ProbeContext, job: WebmailLoad, executable: str,
                 await cdp.send("Page.enable")
                 tree = await cdp.send("Page.getFrameTree")
                 net.main_frame = tree["frameTree"]["frame"]["id"]
+        # Nothing has gone to the target yet: whatever fails here is the prober's own.
         except TimeoutError:
-            raise LoadFailed(WebmailOutcome.FAIL, f"Chromium did not start within "
-                             f"{LAUNCH_TIMEOUT_S:g} s", prober_side=True) from None
+            raise prober_failed(f"Chromium did not start within {LAUNCH_TIMEOUT_S:g} s") \
+                from None
         except PlaywrightError as exc:
-            raise LoadFailed(WebmailOutcome.FAIL, f"Chromium ({CHROMIUM}) could not be "
-                             f"started: {_first_line(exc)}", prober_side=True) from None
+            raise prober_failed(f"Chromium ({executable}) could not be started: "
+                                f"{_first_line(exc)}") from None
+        except Exception as exc:
+            what = ("the emulated line's proxy could not start" if line is None and emulate_line
+                    else "Chromium could not be started")
+            raise prober_failed(f"{what}: {type(exc).__name__}: {exc}") from None
 
         phase = "load"
         state.url = target.url
@@ -402,14 +418,20 @@ async def load_with(ctx: ProbeContext, job: WebmailLoad, executable: str,
         if phase == "load" and exc.status is not None:
             status = exc.status
     except Exception as exc:  # a probe reports, it does not crash its driver
+        playwright = type(exc).__module__.startswith("playwright")
         outcome, error_class = WebmailOutcome.FAIL, _net_error_class(str(exc))
-        name = "" if type(exc).__module__.startswith("playwright") else f"{type(exc).__name__}: "
+        # Our code's error, the host out of memory or descriptors, Chromium gone: none of
+        # them is the target's doing (charged to nobody; the judge counts it as coverage)
+        if not playwright or local_exhaustion(exc) or _browser_gone(str(exc)):
+            error_class = ErrorClass.PROBER
+        name = "" if playwright else f"{type(exc).__name__}: "
         error = f"{name}{_first_line(exc)} (while {_stage(state, net)})"
         if "ERR_SOCKS_CONNECTION_FAILED" in str(exc) and line is not None and line.failures:
             # Chromium names only the proxy: the line knows what the target did
             where, why = line.failures[-1]
             failure = classify(why, "connect")
-            error_class = ErrorClass(failure.kind)
+            error_class = (ErrorClass.PROBER if local_exhaustion(why)
+                           else ErrorClass(failure.kind))
             error = f"connect to {where} failed: {failure.detail} (while {_stage(state, net)})"
     finally:
         end = loop.time()

@@ -33,7 +33,7 @@ import httpx
 from prober.config.webmail import LoginSettings, WebmailTarget
 from prober.measurement import Measurement, one_line
 from prober.probes.base import ProbeContext
-from prober.probes.errors import classify
+from prober.probes.errors import classify, local_exhaustion
 from prober.probes.throttle import EmulatedTransport, Link
 from prober.probes.webmail_css import (
     Rule,
@@ -627,6 +627,8 @@ def _fresh(headers: httpx.Headers) -> bool:
 def _error_class(exc: httpx.HTTPError) -> ErrorClass:
     """What kind of failure an httpx error is: the OS or TLS error under it when there is
     one (DNS, refused, TLS), else what httpx says (a timeout, a closed or broken stream)."""
+    if local_exhaustion(exc):  # no descriptor, memory or local port left: ours
+        return ErrorClass.PROBER
     if isinstance(exc, httpx.TimeoutException):
         return ErrorClass.TIMEOUT
     # httpcore re-raises its errors without their cause, but keeps them as the context.
@@ -699,7 +701,10 @@ async def load(ctx: ProbeContext, job: WebmailLoad) -> list[Measurement]:
             status = loader.last_status
         error = f"{type(exc).__name__} while {loader.stage}: {exc}"
     except Exception as exc:  # a probe reports, it does not crash its driver
-        outcome, error_class = WebmailOutcome.FAIL, ErrorClass.PROTOCOL
+        # What the target does ends above (LoadFailed, httpx's errors, the timeout); what
+        # gets here is the prober's own (a bug, MemoryError, no descriptor left): charged
+        # to nobody, counted by the judge as a load not measured
+        outcome, error_class = WebmailOutcome.FAIL, ErrorClass.PROBER
         error = f"{type(exc).__name__} while {loader.stage}: {exc}"
     finally:
         await loader.cancel_all()

@@ -62,8 +62,9 @@ class LoadFailed(Exception):
         self.outcome = outcome
         self.reason = reason
         self.status = status
-        # A failure on the prober's own side (no Chromium) is of no class of the target's.
-        self.error_class: ErrorClass | None = None if prober_side else (
+        # A failure on the prober's own side (no Chromium) is none of the target's doing:
+        # its class says so, and the judge and `prober check` never charge it.
+        self.error_class: ErrorClass = ErrorClass.PROBER if prober_side else (
             error_class or _CLASS_OF.get(outcome, ErrorClass.PROTOCOL))
 
 
@@ -95,6 +96,11 @@ def http_failed(status: int, url: str, what: str = "") -> LoadFailed:
 def timed_out_text(phase: str, timeout: float, stage: str) -> str:
     what = "the login" if phase == "login" else "the load"
     return f"{what} timed out after {timeout:g} s while {stage}"
+
+
+def prober_failed(reason: str) -> LoadFailed:
+    """The load could not be made for a reason of the prober's own (ErrorClass.PROBER)."""
+    return LoadFailed(WebmailOutcome.FAIL, reason, prober_side=True)
 
 
 def too_many_bytes(limit: int) -> LoadFailed:

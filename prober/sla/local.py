@@ -34,6 +34,7 @@ from prober.schema import (
     FIELD_CANARY,
     FIELD_DELIVERY_S,
     FIELD_ERROR,
+    FIELD_ERROR_CLASS,
     FIELD_LOAD_S,
     FIELD_OPEN_S,
     FIELD_OUTCOME,
@@ -95,7 +96,7 @@ CREATE TABLE rt (time_ns INTEGER NOT NULL, sid INTEGER NOT NULL, outcome TEXT,
                  canary TEXT, d REAL, s REAL, r REAL, error TEXT);
 CREATE TABLE wm (time_ns INTEGER NOT NULL, vantage TEXT NOT NULL, profile TEXT NOT NULL,
                  target TEXT NOT NULL, outcome TEXT NOT NULL, open_s REAL, load_s REAL,
-                 timeout_s REAL, cls TEXT, error TEXT,
+                 timeout_s REAL, cls TEXT, error TEXT, ecls TEXT,
                  UNIQUE (vantage, profile, target, outcome, time_ns));
 """
 _BATCH = 20_000
@@ -313,7 +314,7 @@ class LocalEvidence:
             self._inventory.routes.append(RouteSeen(route, vantage, direction, sender,
                                                     recipient, n))
 
-        sql = "INSERT OR REPLACE INTO wm VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        sql = "INSERT OR REPLACE INTO wm VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         for key, fields, time_ns in self._points(
                 self._rows(spool, WEBMAIL_LOAD, start_ns, end_ns), WEBMAIL_LOAD):
             tags = _tags(key)
@@ -333,7 +334,8 @@ class LocalEvidence:
                 continue
             batch.append((time_ns, v, tags.get(TAG_PROFILE, ""), tags.get(TAG_TARGET, ""),
                           outcome, open_s, load_s, timeout_s,
-                          _text(fields.get("contract_class")), _text(fields.get(FIELD_ERROR))))
+                          _text(fields.get("contract_class")), _text(fields.get(FIELD_ERROR)),
+                          _text(fields.get(FIELD_ERROR_CLASS))))
         flush(sql)
         db.execute("COMMIT")
 
@@ -554,9 +556,10 @@ class LocalEvidence:
                     (str(WebmailOutcome.OK), start_ns, end_ns)) if n]
 
     def webmail_failures(self, start_ns: int, end_ns: int) -> list[WebmailFailure]:
-        out = [WebmailFailure(t, p, tg, v, o, timeout, error or "")
-               for t, p, tg, v, o, timeout, error in self._db.execute(
-                   "SELECT time_ns, profile, target, vantage, outcome, timeout_s, error FROM wm "
+        out = [WebmailFailure(t, p, tg, v, o, timeout, error or "", ecls or "")
+               for t, p, tg, v, o, timeout, error, ecls in self._db.execute(
+                   "SELECT time_ns, profile, target, vantage, outcome, timeout_s, error, ecls "
+                   "FROM wm "
                    "WHERE outcome != ? AND time_ns >= ? AND time_ns < ?",
                    (str(WebmailOutcome.OK), start_ns, end_ns))]
         out.sort(key=lambda f: (f.time_ns, f.vantage, f.target))

@@ -27,6 +27,7 @@ from prober.schema import (
     FIELD_CANARY,
     FIELD_DELIVERY_S,
     FIELD_ERROR,
+    FIELD_ERROR_CLASS,
     FIELD_OUTCOME,
     FIELD_RECEIVE_DELAY_S,
     FIELD_SEND_DELAY_S,
@@ -175,6 +176,7 @@ class WebmailFailure:
     outcome: str
     timeout_s: float | None
     error: str
+    error_class: str = ""  # ErrorClass.PROBER: the prober's own failure, never charged
 
 
 class Evidence(Protocol):
@@ -358,7 +360,7 @@ def q_not_judged(outcome: str, start_ns: int, end_ns: int) -> str:
 
 
 def q_webmail_failures(start_ns: int, end_ns: int) -> str:
-    return (f"SELECT timeout_s, load_s, error FROM {WEBMAIL_LOAD} "
+    return (f"SELECT timeout_s, load_s, error, error_class FROM {WEBMAIL_LOAD} "
             f"WHERE outcome != {_q(WebmailOutcome.OK)} AND "
             f"{_range(start_ns, end_ns)} GROUP BY profile, target, vantage, outcome")
 
@@ -650,7 +652,8 @@ class InfluxEvidence:
                 out.append(WebmailFailure(row["time"], t.get(TAG_PROFILE, ""),
                                           t.get(TAG_TARGET, ""), t.get(TAG_VANTAGE, ""),
                                           t.get(TAG_OUTCOME, ""),
-                                          _float(row.get("timeout_s")), row.get(FIELD_ERROR) or ""))
+                                          _float(row.get("timeout_s")), row.get(FIELD_ERROR) or "",
+                                          str(row.get(FIELD_ERROR_CLASS) or "")))
         out.sort(key=lambda f: (f.time_ns, f.vantage, f.target))
         return out
 

@@ -113,6 +113,8 @@ def to_dict(card: Scorecard) -> dict[str, Any]:
         "canaries_late_lost_refused": [_event(e) for e in card.events],
         "webmail": {p.profile: {
             "contract_class": p.contract_class, "loads": p.n, "failed": len(p.failures),
+            "not_measured": [{"time": _t(f.time_ns), "vantage": f.vantage, "target": f.target,
+                              "error": f.error} for f in p.not_measured],
             "mean_s": p.mean_s, "judged_by_load_s": p.n_by_load,
             "failures": [{"time": _t(f.time_ns), "vantage": f.vantage, "target": f.target,
                           "outcome": f.outcome, "timeout_s": f.timeout_s, "error": f.error}
@@ -240,9 +242,11 @@ def _evidence_sections(card: Scorecard) -> list[tuple[str, list[str], list[list[
         sections.append(("Anti-spam (§4) and anti-virus (§5): failures, and the probe's reach",
                          ["clause", "evidence"], rows))
     sections.append(("Webmail page loads per profile",
-                     ["profile", "class", "loads", "failed", "without open_s", "mean s"],
+                     ["profile", "class", "loads", "failed", "without open_s",
+                      "not measured (prober)", "mean s"],
                      [[p.profile, p.contract_class or "-", str(p.n), str(len(p.failures)),
-                       str(p.n_by_load), "-" if p.mean_s is None else f"{p.mean_s:.2f}"]
+                       str(p.n_by_load), str(len(p.not_measured)),
+                       "-" if p.mean_s is None else f"{p.mean_s:.2f}"]
                       for p in card.webmail.values()]))
     return sections
 

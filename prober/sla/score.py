@@ -34,6 +34,7 @@ from prober.schema import (
     FIELD_RECEIVE_DELAY_S,
     FIELD_SEND_DELAY_S,
     Direction,
+    ErrorClass,
     RoundtripOutcome,
 )
 from prober.sla.filters import (
@@ -421,6 +422,10 @@ class ProfileResult:
     n_by_load: int = 0  # of n_ok: loads without open_s, judged by load_s
     failures: list[WebmailFailure] = field(default_factory=list)
     failed_s: float = 0.0  # the failures, each at its timeout
+    # loads the prober itself failed to make (error_class "prober": Chromium would not
+    # start, no descriptor left): no evidence about the provider, so neither a failure nor
+    # in the mean; they lower the clause's coverage and are listed
+    not_measured: list[WebmailFailure] = field(default_factory=list)
     daily: dict[date, list[float]] = field(default_factory=dict)  # day -> [n, sum]
 
     @property
@@ -449,6 +454,9 @@ def webmail(evidence: Evidence, settings: SlaSettings, segs: Sequence[tuple[int,
             day[1] += b.total_s
         for f in evidence.webmail_failures(start, end):
             p = profiles.setdefault(f.profile, ProfileResult(f.profile))
+            if f.error_class == ErrorClass.PROBER:
+                p.not_measured.append(f)
+                continue
             at = f.timeout_s if f.timeout_s is not None else _fallback_timeout(
                 settings, f.profile, classes, clauses)
             p.failures.append(f)
@@ -722,7 +730,7 @@ def _fmt(x: float, digits: int = 1) -> str:
 
 
 def _coverage(c: Clause, settings: SlaSettings, conn: Connectivity, scope: Scope,
-              year: YearResult | None) -> Coverage:
+              year: YearResult | None, web: dict[str, ProfileResult]) -> Coverage:
     """The share of the evidence clause `c` needs that is there. Vantages feed every clause
     (their heartbeat minutes), mailboxes and routes the connectivity family, routes of the
     right direction the delay clauses; the adjustment time needs only the config."""
@@ -733,7 +741,12 @@ def _coverage(c: Clause, settings: SlaSettings, conn: Connectivity, scope: Scope
     time_share = (year.coverage if c.id == "fault_free_days" and year is not None
                   else conn.vantage_coverage(settings.vantages))
     if c.id.startswith("webmail_"):
-        return Coverage(time_share, minimum, vantages)
+        # a load the prober failed to make is a load not measured
+        chosen = [p for p in web.values() if p.contract_class == c.id.removeprefix("webmail_")]
+        made = sum(p.n for p in chosen)
+        missed = sum(len(p.not_measured) for p in chosen)
+        share = made / (made + missed) if missed else 1.0
+        return Coverage(time_share * share, minimum, vantages)
     if c.id in ("send_delay", "receive_delay"):
         share, absent = scope.route_share(SEND_SIDE if c.id == "send_delay" else RECEIVE_SIDE)
         return Coverage(time_share * share, minimum,
@@ -756,7 +769,7 @@ def _verdicts(clauses: Sequence[Clause], settings: SlaSettings, period: Period,
         if not c.measured:
             out.append(Verdict(c, NOT_MEASURED, detail=c.note))
             continue
-        cov = _coverage(c, settings, conn, scope, year)
+        cov = _coverage(c, settings, conn, scope, year, web)
         if c.id == "connectivity":
             limit = int(c.num("below_min"))
             status, words = _status(down >= limit, down + unk < limit, cov, complete)
@@ -869,6 +882,11 @@ def _delay_verdict(c: Clause, r: DelayResult, complete: bool, cov: Coverage) -> 
     return Verdict(c, PASS, figure, mean, detail, cov)
 
 
+def _first_not_measured(profiles: Sequence[ProfileResult]) -> str:
+    first = min((f for p in profiles for f in p.not_measured), key=lambda f: f.time_ns)
+    return f"{first.vantage} {first.target}/{first.profile}: {first.error or 'no error text'}"
+
+
 def _webmail_verdict(c: Clause, web: dict[str, ProfileResult], complete: bool,
                      cov: Coverage) -> Verdict:
     cls = c.id.removeprefix("webmail_")
@@ -877,14 +895,20 @@ def _webmail_verdict(c: Clause, web: dict[str, ProfileResult], complete: bool,
     n = sum(p.n for p in chosen)
     fails = sum(len(p.failures) for p in chosen)
     by_load = sum(p.n_by_load for p in chosen)
+    missed = sum(len(p.not_measured) for p in chosen)
+    not_made = (f"{missed} loads the prober failed to make (not charged; e.g. "
+                f"{_first_not_measured(chosen)})" if missed else "")
     if n == 0:
+        why = f"no loads with profile {', '.join(names)}"
         return Verdict(c, UNKNOWN, "no page loads", None,
-                       f"not enough data: no loads with profile {', '.join(names)}", cov)
+                       f"not enough data: {why}" + (f"; {not_made}" if missed else ""), cov)
     mean = sum(p.sum_ok + p.failed_s for p in chosen) / n
     limit = c.num("mean_max_s")
     detail = f"{n} loads, {fails} failed (counted at their timeout)"
     if by_load:
         detail += f", {by_load} without open_s judged by load_s"
+    if missed:
+        detail += f"; {not_made}"
     figure = f"mean {mean:.2f} s"
     # a mean over the limit is not proven while loads are missing: they could lower it
     if not complete:

@@ -3,6 +3,8 @@ itself with JavaScript, throttled by the profile; errors and hangs end as outcom
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import os
 import struct
 import time
@@ -14,9 +16,12 @@ import pytest
 from prober.config.profiles import Profile
 from prober.config.reader import Secret, Section
 from prober.config.webmail import LoginSettings, WebmailTarget, parse_webmail
+from prober.measurement import Measurement
+from prober.probes import throttle_socks, webmail_browser
+from prober.probes.webmail import WebmailLoad
 from tests.localstack.packages import ensure_packages
 from tests.localstack.ports import free_port
-from tests.webmail_helpers import load
+from tests.webmail_helpers import context, load
 from tests.webserver import Reply, Request, WebServer, page
 
 pytestmark = pytest.mark.integration
@@ -226,3 +231,77 @@ def test_config_names_the_extra_when_playwright_is_missing(tmp_path, monkeypatch
                                  "engine": "browser"}]}, str(tmp_path / "prober.toml"))
     with pytest.raises(Exception, match=r"webmail\[0\]\.engine.*pip install 'prober\[browser\]'"):
         parse_webmail(root)
+
+
+def _load_with(executable: str, url: str) -> Measurement:
+    job = WebmailLoad(target(url, timeout_s=5), PROFILE)
+    (m,) = asyncio.run(webmail_browser.load_with(context(), job, executable, emulate_line=True))
+    return m
+
+
+def _script(tmp_path, name: str, body: str) -> str:
+    path = tmp_path / name
+    path.write_text("#!/bin/sh\n" + body + "\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_chromium_that_cannot_start_is_the_probers_failure(server: WebServer,
+                                                           tmp_path) -> None:
+    """No Chromium, one that dies at start, one without memory, one whose DevTools pipe is
+    closed: the prober's failures (error_class "prober"), never the provider's."""
+    url = server.base + "/tiny"
+    cases = {
+        "missing": str(tmp_path / "no-such-chromium"),
+        "crash": _script(tmp_path, "crash", "echo 'segfault' >&2; exit 139"),
+        # 300 MB of address space: Chromium cannot map its heap
+        "oom": _script(tmp_path, "oom", 'ulimit -v 300000; exec /usr/bin/chromium "$@"'),
+        "no-devtools": _script(tmp_path, "nodevtools", 'exec /usr/bin/chromium "$@" 3>&- 4>&-'),
+    }
+    server.clear_log()
+    for case, exe in cases.items():
+        t0 = time.monotonic()
+        m = _load_with(exe, url)
+        print(case, f"{time.monotonic() - t0:.1f}s", m.tags["outcome"], m.fields["error_class"],
+              m.fields["error"])
+        assert m.tags["outcome"] == "fail", case
+        assert m.fields["error_class"] == "prober", case
+        assert m.fields["open_s"] is None and m.fields["load_s"] is None, case
+        assert "could not be started" in str(m.fields["error"]) or "did not start" in str(
+            m.fields["error"]), case
+    assert [e.path for e in server.entries()] == []  # nothing reached the target
+
+
+def test_our_line_that_cannot_bind_is_the_probers_failure(server: WebServer,
+                                                          monkeypatch) -> None:
+    async def no_fd(self: object) -> object:  # the bind on loopback, out of descriptors
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(throttle_socks.SocksLine, "start", no_fd)
+    m = _load_with(webmail_browser.CHROMIUM, server.base + "/tiny")
+    print(m.fields["error_class"], m.fields["error"])
+    assert m.tags["outcome"] == "fail" and m.fields["error_class"] == "prober"
+    assert str(m.fields["error"]).startswith("the emulated line's proxy could not start: "
+                                             "OSError: [Errno 24] Too many open files")
+
+
+def test_check_without_chromium_is_unknown_not_critical(server: WebServer, tmp_path,
+                                                        monkeypatch) -> None:
+    """Nagios' UNKNOWN (exit 3) when the prober could not make the load: the provider's
+    page was never asked for, so CRITICAL would be a false alarm against it."""
+    from click.testing import CliRunner
+
+    from prober.cli import main
+
+    cfg = tmp_path / "probes.toml"
+    cfg.write_text(f'[vantage]\nname = "v1"\nstate_dir = "{tmp_path / "state"}"\n\n'
+                   f'[[webmail]]\nname = "mail"\nurl = "{server.base}/tiny"\n'
+                   f'engine = "browser"\nprofiles = ["broadband"]\n')
+    monkeypatch.setattr(webmail_browser, "CHROMIUM", str(tmp_path / "no-such-chromium"))
+    r = CliRunner().invoke(main, ["check", "-c", str(cfg), "--no-write"])
+    print(r.exit_code, r.output)
+    assert r.exit_code == 3, r.output
+    first = next(line for line in r.output.splitlines() if line.startswith("PROBER"))
+    assert first.startswith("PROBER UNKNOWN - webmail mail/broadband: not measured (the "
+                            "prober's own failure): Chromium")
+    assert "webmail_mail/broadband=U;10;" in first

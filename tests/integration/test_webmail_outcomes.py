@@ -235,3 +235,60 @@ def test_check_rows_per_target_and_profile(server: WebServer) -> None:
     assert "1 failed" in rows[0].detail
     assert rows[2].detail.startswith("http_error: HTTP 503")
     assert rows[2].measurement is not None and rows[2].measurement.tags["outcome"] == "http_error"
+
+
+_NO_FD_LEFT = """
+import asyncio, json, os, resource, sys
+from prober.config.profiles import resolve_profile
+from prober.config.webmail import WebmailTarget
+from tests.webmail_helpers import load_async
+
+async def main() -> None:
+    target = WebmailTarget("t", sys.argv[1], timeout_s=3.0)
+    # a first load imports what a connection needs and caches the TLS context, so what
+    # runs out below is only the descriptors
+    first = await load_async(target, resolve_profile("fios"))
+    assert first.tags["outcome"] == "ok", first.fields
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+    held = []
+    try:
+        while True:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+    except OSError:
+        pass
+    m = await load_async(target, resolve_profile("fios"))
+    for fd in held:
+        os.close(fd)
+    print(json.dumps({"outcome": m.tags["outcome"], **m.fields}))
+
+asyncio.run(main())
+"""
+
+
+def test_no_descriptor_left_is_the_probers_failure(server: WebServer) -> None:
+    """The probe host out of file descriptors (EMFILE) cannot open the connection: the
+    prober's own failure, not the provider's refusal. In a child process, so the test's
+    own descriptors stay free."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _NO_FD_LEFT, server.base + "/"],
+                          capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr
+    f = json.loads(done.stdout)
+    print(f["outcome"], f["error_class"], f["error"])
+    assert f["outcome"] == "fail"
+    assert "Too many open files" in f["error"] or "Errno 24" in f["error"]
+    assert f["error_class"] == "prober"
+
+
+def test_a_page_over_our_byte_budget_is_the_providers(server: WebServer) -> None:
+    # the provider sent more than the limit allows: its failure (a protocol class), charged
+    m = run(server.base + "/big", limits=WebmailLimits(max_page_bytes=10_000))
+    assert m.fields["error_class"] == "protocol"
+    m = run(server.base + "/gz", limits=WebmailLimits(max_total_bytes=20_000))
+    print(m.fields["error"])
+    assert m.tags["outcome"] == "fail" and m.fields["error_class"] == "protocol"

@@ -87,6 +87,8 @@ def test_variant_a_webmail_exact() -> None:
     assert w["narrowband"].mean_s == pytest.approx(30.5, rel=1e-12)
     assert w["broadband"].mean_s == pytest.approx(9.5, rel=1e-12)
     assert len(w["narrowband"].failures) == 3 and len(w["broadband"].failures) == 2
+    # the load the prober failed to make is named, not charged
+    assert [f.error for f in w["narrowband"].not_measured] == ["Chromium could not be started"]
     # the failed load without timeout_s counts at the configured 45 s
     assert w["narrowband"].failed_s == pytest.approx(60 + 60 + 45)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prober.commands.webmail_check import CRITICAL, OK, WARNING, row_for, worst_state
+from prober.commands.webmail_check import CRITICAL, OK, UNKNOWN, WARNING, row_for, worst_state
 from prober.config.profiles import resolve_profile
 from prober.config.webmail import WebmailTarget
 from prober.contract import Contract, resolve
@@ -58,3 +58,25 @@ def test_an_overridden_limit_decides_the_row() -> None:
     assert row.state == WARNING and row.values["threshold_s"] == 5.0
     assert "(broadband limit 5 s)" in row.detail
     assert row.perfdata() == "webmail_mail/broadband=6.000s;5;"
+
+
+def test_a_load_the_prober_failed_to_make_is_unknown_not_critical() -> None:
+    from prober.commands.check import CheckResult, Row
+
+    target = WebmailTarget("mail", "https://m/")
+    ours = row_for(target, BB, point("fail", error="Chromium (/usr/bin/chromium) could not be "
+                                     "started: ...", error_class="prober"), C)
+    print(ours.state, ours.detail)
+    assert ours.state == UNKNOWN and ours.values["open_s"] is None
+    assert ours.detail.startswith("not measured (the prober's own failure): Chromium")
+    theirs = row_for(target, BB, point("fail", error="connect: refused",
+                                       error_class="refused"), C)
+    assert theirs.state == CRITICAL
+    # Nagios' max_state_alt: CRITICAL > WARNING > UNKNOWN > OK
+    assert worst_state([ours, theirs]) == CRITICAL
+    ok = Row("smtp", "a@x", OK)
+    assert CheckResult([ok, Row("webmail", "mail/bb", UNKNOWN)], [], []).state == UNKNOWN
+    assert CheckResult([Row("webmail", "mail/bb", UNKNOWN), Row("smtp", "a@x", WARNING)],
+                       [], []).state == WARNING
+    assert CheckResult([Row("webmail", "mail/bb", UNKNOWN), Row("smtp", "a@x", CRITICAL)],
+                       [], []).state == CRITICAL
