@@ -15,6 +15,9 @@ Chromium behind a packet-level line instead (tests/webmail_reference.py): login 
 inbox and login flow of a webmail-shaped test site, medians of interleaved loads, as a
 Markdown table. Narrowband takes minutes per load: run it here, not in CI.
   .venv/bin/python bench/webmail_bench.py --reference --profiles narrowband,broadband
+With --site roundcube, on a real Roundcube 1.6 from Debian's packages instead
+(tests/localstack/roundcube.py; installs it when missing): one login flow per round gives
+the login page, the inbox after the login and the two together.
 """
 
 from __future__ import annotations
@@ -91,17 +94,19 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--reference", action="store_true",
                     help="each engine against Chromium on a packet-level line (root)")
+    ap.add_argument("--site", choices=("test", "roundcube"), default="test",
+                    help="with --reference: the test pages or a real Roundcube")
     args = ap.parse_args()
     if args.reference:
         from prober.config.profiles import resolve_profile
         from tests.webmail_reference import HEADER, measure
 
         names = args.profiles if args.profiles != ",".join(PRESETS) else "narrowband,broadband"
-        print(f"medians of {args.repeat} interleaved cold loads", flush=True)
+        print(f"{args.site}: medians of {args.repeat} interleaved cold loads", flush=True)
         print(HEADER, flush=True)
         for name in names.split(","):
             tmp = Path(tempfile.mkdtemp(prefix="webmail-ref-"))
-            for row in measure(resolve_profile(name), tmp, args.repeat):
+            for row in measure(resolve_profile(name), tmp, args.repeat, site_name=args.site):
                 print(row.line(), flush=True)
         return
     tmp = Path(tempfile.mkdtemp(prefix="webmail-bench-"))

@@ -31,16 +31,16 @@ def chromium() -> None:
 def test_httpx_engine_asks_for_what_chromium_asks_for(tmp_path: Path) -> None:
     with site(BROADBAND, tmp_path) as s:
         for page, target in s.targets().items():
-            s.server.clear_log()
+            s.clear_requests()
             ref = asyncio.run(s.reference(target, BROADBAND))
             assert ref.tags["outcome"] == "ok", ref.fields["error"]
             # the favicon comes after the load event; what the inbox takes from the cache
             # is asked for once
-            chromium = sorted(e.path for e in s.server.entries() if "favicon" not in e.path)
-            s.server.clear_log()
+            chromium = sorted(r for r in s.requests() if "favicon" not in r)
+            s.clear_requests()
             m = asyncio.run(s.httpx(target, BROADBAND))
             assert m.tags["outcome"] == "ok", m.fields["error"]
-            assert sorted(e.path for e in s.server.entries()) == chromium, page
+            assert sorted(s.requests()) == chromium, page
             assert m.fields["requests"] == len(chromium), page
 
 

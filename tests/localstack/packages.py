@@ -18,9 +18,10 @@ class StackError(RuntimeError):
     """The local stack could not be installed or started; the message says which part."""
 
 
-def ensure_packages(binaries: Mapping[str, str]) -> None:
+def ensure_packages(binaries: Mapping[str, str], preseed: str = "") -> None:
     """Install the packages whose binaries are missing. `binaries` maps binary (or an
-    absolute path of any file) -> package.
+    absolute path of any file) -> package; `preseed`: debconf answers (lines for
+    debconf-set-selections) so no package asks or sets up what the tests do themselves.
 
     Idempotent and serialized with a file lock, so parallel test processes don't race apt.
     """
@@ -34,7 +35,7 @@ def ensure_packages(binaries: Mapping[str, str]) -> None:
         fcntl.flock(lock, fcntl.LOCK_EX)
         missing = sorted({pkg for binary, pkg in binaries.items() if not _have(binary)})
         if missing:
-            _apt_install(missing)
+            _apt_install(missing, preseed)
     still = sorted(b for b in binaries if not _have(b))
     if still:
         raise StackError(f"installed {', '.join(missing)} but still cannot find "
@@ -47,12 +48,13 @@ def _have(binary: str) -> bool:
     return shutil.which(binary, path="/usr/sbin:/usr/bin:/sbin:/bin") is not None
 
 
-def _apt_install(packages: list[str]) -> None:
+def _apt_install(packages: list[str], preseed: str = "") -> None:
     global _updated
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     # "No configuration" keeps the postfix package from writing /etc/postfix/main.cf.
     subprocess.run(["debconf-set-selections"], input=b"postfix postfix/main_mailer_type select "
-                   b"No configuration\npostfix postfix/mailname string localhost\n", check=False)
+                   b"No configuration\npostfix postfix/mailname string localhost\n"
+                   + preseed.encode(), check=False)
     # policy-rc.d answering 101 keeps apt from starting the system daemons on ports
     # 25/143/993/8086; an existing policy (containers ship one) is left as it was.
     had_policy = POLICY_RC.exists()
