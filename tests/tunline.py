@@ -83,6 +83,11 @@ class TunLine:
         half = profile.rtt_s / 2
         self.up = _Direction(profile.up_kbps, half)  # namespace (the customer) -> host
         self.down = _Direction(profile.down_kbps, half)
+        # with trace=True, every TCP packet offered to the line: (time, "up"|"down", IP
+        # length, source port, destination port, flags, seq, payload length, delivered at
+        # or None when the queue dropped it), for the per-packet comparison in the bench
+        self.trace: list[tuple[float, str, int, int, int, int, int, int, float | None]] | None
+        self.trace = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._fds: tuple[int, int] | None = None
@@ -152,6 +157,13 @@ class TunLine:
                     if not packet or packet[0] >> 4 != 4:
                         continue  # IPv4 only (the namespace has no IPv6 address)
                     due = direction.schedule(now, len(packet))
+                    if self.trace is not None and packet[9] == 6:
+                        ihl = (packet[0] & 15) * 4
+                        sport, dport, tseq = struct.unpack(">HHI", packet[ihl:ihl + 8])
+                        doff = (packet[ihl + 12] >> 4) * 4
+                        self.trace.append((now, "up" if fd == inner else "down", len(packet),
+                                           sport, dport, packet[ihl + 13], tseq,
+                                           len(packet) - ihl - doff, due))
                     if due is not None:
                         seq += 1
                         heapq.heappush(pending, (due, seq, to, packet))

@@ -62,6 +62,10 @@ class LogEntry:
     bytes_out: int
     at: float
     protocol: str
+    # when the request's head had arrived, and the client's port (one per connection):
+    # the per-request comparison of the engines with Chromium (tests/webmail_reference.py)
+    received_at: float = 0.0
+    client_port: int = 0
 
 
 def page(body: bytes | str, ctype: str = "text/html; charset=utf-8", compress: bool = False,
@@ -209,11 +213,14 @@ class WebServer:
         return False
 
     async def _serve_h1(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        client_port = int(peer[1]) if peer else 0
         while True:
             try:
                 head = await reader.readuntil(b"\r\n\r\n")
             except asyncio.IncompleteReadError:
                 return
+            received_at = time.monotonic()
             lines = head.decode("latin-1").split("\r\n")
             method, target, _ = lines[0].split(" ", 2)
             headers = {}
@@ -257,7 +264,7 @@ class WebServer:
                 sent += 5
                 await writer.drain()
             self._record(LogEntry(req.path, method, reply.status, len(head) + len(body), sent,
-                                  time.monotonic(), "HTTP/1.1"))
+                                  time.monotonic(), "HTTP/1.1", received_at, client_port))
             if not self.keep_alive:
                 return
 
