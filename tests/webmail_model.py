@@ -15,7 +15,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from prober.config.profiles import Profile
-from prober.probes.throttle import PAYLOAD_SHARE
+
+# The line's TCP/IP packets, as a packet-level line charges them: a full segment is 1500
+# bytes for 1448 of payload (the headers' share of the rate); the handshake is a 60-byte
+# SYN up and a 60-byte SYN-ACK down; a receiver acknowledges each of a connection's first
+# 16 segments and then every second one with a 52-byte ACK on the other direction.
+PAYLOAD_SHARE = 1448 / 1500
+MSS = 1448
+SYN_BYTES = 60
+ACK_BYTES = 52
+
+
+def _segments(nbytes: int) -> int:
+    return -(-nbytes // MSS)
+
+
+def _acks(nbytes: int) -> int:
+    n = _segments(nbytes)
+    return min(n, 16) + max(0, n - 16 + 1) // 2
 
 
 @dataclass
@@ -28,10 +45,16 @@ class ModelResource:
 
 def single_fetch_s(profile: Profile, round_trips: int, down_bytes: int, up_bytes: int,
                    payload_share: float = PAYLOAD_SHARE) -> float:
-    """`payload_share`: what of the line rate carries payload (the rest is headers)."""
-    return (round_trips * profile.rtt_s
-            + down_bytes * 8 / (profile.down_kbps * 1000 * payload_share)
-            + up_bytes * 8 / (profile.up_kbps * 1000 * payload_share))
+    """`payload_share`: what of the line rate carries payload (the rest is headers); below
+    1, the handshake's packets and the server's ACKs of the request are charged too."""
+    down, up = profile.down_kbps * 1000 / 8, profile.up_kbps * 1000 / 8
+    packets = 0.0
+    if payload_share < 1:
+        packets = (SYN_BYTES / up + SYN_BYTES / down
+                   + ACK_BYTES * _acks(up_bytes) / down)
+    return (round_trips * profile.rtt_s + packets
+            + down_bytes / (down * payload_share)
+            + up_bytes / (up * payload_share))
 
 
 def predict_load_s(root: ModelResource, profile: Profile, per_host: int = 6,
@@ -61,6 +84,8 @@ def predict_load_s(root: ModelResource, profile: Profile, per_host: int = 6,
     first_connection = True
     mux_ready = 0.0  # when the one HTTP/2 connection can carry requests
 
+    packets = payload_share < 1  # the handshake's and the ACKs' packets charged too
+
     def send(res: ModelResource, ready: float) -> None:
         nonlocal up_free
         start = max(ready, up_free)
@@ -81,8 +106,13 @@ def predict_load_s(root: ModelResource, profile: Profile, per_host: int = 6,
             if first_connection:
                 setup += dns_round_trips * rtt
                 first_connection = False
+            syn_at = now
+            if packets:  # the SYN waits its turn on the uplink, the SYN-ACK is small
+                up_free = max(up_free, now) + SYN_BYTES * payload_share / up_rate
+                syn_at = up_free
+                setup += SYN_BYTES * payload_share / down_rate
             # the handshake's own bytes: approximated as serialized before the request
-            ready = now + setup + handshake_down_bytes / down_rate
+            ready = syn_at + setup + handshake_down_bytes / down_rate
             up_free = max(up_free, ready) + handshake_up_bytes / up_rate
             mux_ready = ready
             send(res, ready)
@@ -105,13 +135,20 @@ def predict_load_s(root: ModelResource, profile: Profile, per_host: int = 6,
         if next_start <= next_done:
             entry = min(scheduled, key=lambda e: e[0])
             scheduled.remove(entry)
-            active.append([float(entry[1].down_bytes), entry[1]])
+            down = float(entry[1].down_bytes)
+            if packets:  # the server's ACKs of the request come first
+                down += ACK_BYTES * _acks(entry[1].up_bytes) * payload_share
+            active.append([down, entry[1]])
             continue
         finished = [a for a in active if float(a[0]) <= 1e-9]  # type: ignore[arg-type]
         for a in finished:
             active.remove(a)
             res = a[1]
             assert isinstance(res, ModelResource)
+            if packets:  # the client's ACKs went up during the transfer, when the uplink
+                # was free, else they delay what comes next on it
+                ack_s = ACK_BYTES * _acks(res.down_bytes) * payload_share / up_rate
+                up_free = max(up_free, now - ack_s) + ack_s
             idle_conns += 1
             if trace is not None:
                 trace[res.name] = (issued_at.get(res.name, 0.0), now)

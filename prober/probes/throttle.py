@@ -66,10 +66,51 @@ READ_BYTES = 65536
 # line charges the browser's, as the customer's browser sends it: on a 30 kbit/s uplink
 # the difference is 0.4 s a connection.
 BROWSER_CLIENT_HELLO_BYTES = 1960
-# What of the line rate carries payload: a full 1500-byte IP packet holds 1448 bytes of
-# TCP payload (IP and TCP headers with timestamps, 52 bytes). The packet-level reference
-# line charges the headers; the emulated line does so by this share of its rate.
-PAYLOAD_SHARE = 1448 / 1500
+# What the line carries besides payload, packet by packet, as a packet-level line charges
+# it (measured on the reference line, tests/tunline.py: on a narrowband inbox the TCP
+# control packets alone took 2.5 KB of the downlink and 4.7 KB of the uplink):
+# - every TCP segment carries 52 bytes of headers (IPv4 20, TCP 20, timestamps 12) and
+#   at most MSS bytes of payload (1500-byte packets); a short write is a short segment
+#   with whole headers, so the headers are counted per segment, not as a share of bytes;
+# - the TCP handshake: a SYN up and a SYN-ACK down of 60 bytes each (their options: MSS,
+#   SACK, timestamps, window scale), then a 52-byte ACK up;
+# - the receiver's ACKs, 52 bytes each, on the other direction: Linux acknowledges every
+#   segment of a connection's first 16 (quick ACKs, TCP_MAX_QUICKACKS), then every second
+#   one, and the last one of a burst when its delayed-ACK timer fires.
+MSS = 1448
+SEGMENT_HEADER_BYTES = 52
+SYN_BYTES = 60
+ACK_BYTES = 52
+QUICKACKS = 16
+
+
+def segments(offset: int, nbytes: int) -> int:
+    """How many segments start in bytes [offset, offset + nbytes) of one burst."""
+    return -(-(offset + nbytes) // MSS) - -(-offset // MSS)
+
+
+def wire_bytes(nbytes: int) -> int:
+    """`nbytes` of payload written at once, with the headers of their segments."""
+    return nbytes + SEGMENT_HEADER_BYTES * segments(0, nbytes)
+
+
+class _Acks:
+    """Which of a connection's received segments one side acknowledges (Linux)."""
+
+    def __init__(self) -> None:
+        self.received = 0
+
+    def acks(self, ended: int, burst_done: bool) -> int:
+        """ACKs for `ended` more segments received; `burst_done`: the sender has paused,
+        so a segment left unacknowledged gets its ACK from the delayed-ACK timer."""
+        count = 0
+        for _ in range(ended):
+            self.received += 1
+            if self.received <= QUICKACKS or self.received % 2 == 0:
+                count += 1
+        if burst_done and ended and self.received > QUICKACKS and self.received % 2:
+            count += 1
+        return count
 
 
 class _Serializer:
@@ -116,8 +157,8 @@ class Link:
     _dns: dict[str, asyncio.Future[tuple[list[str], float]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.down = _Serializer(self.profile.down_kbps * PAYLOAD_SHARE)
-        self.up = _Serializer(self.profile.up_kbps * PAYLOAD_SHARE)
+        self.down = _Serializer(self.profile.down_kbps)
+        self.up = _Serializer(self.profile.up_kbps)
         bdp = self.down.bytes_per_s * self.profile.rtt_s
         self.window_bytes = int(min(MAX_WINDOW_BYTES, max(MIN_WINDOW_BYTES, 2 * bdp)))
 
@@ -188,6 +229,8 @@ class ShapedStream(httpcore.AsyncNetworkStream):
         # so a cancelled read never pays the link twice).
         self._in_flight: tuple[float, bytes] | None = None
         self._closed = False
+        self._acks_down = _Acks()  # the client acknowledging what the server sent
+        self._acks_up = _Acks()  # the server acknowledging what the client sent
         self._pump = asyncio.create_task(self._pump_loop())
 
     async def _pump_loop(self) -> None:
@@ -237,17 +280,25 @@ class ShapedStream(httpcore.AsyncNetworkStream):
             start = self._head
             n = min(len(item) - start, max(1, max_bytes), self._link.down.slice_bytes)
             chunk = item[start:start + n]
-            if start + n < len(item):
-                self._head = start + n
+            end = start + n
+            if end < len(item):
+                self._head = end
             else:
                 self._arrivals.popleft()
                 self._head = 0
             self._buffered -= n
             if self._buffered < self._link.window_bytes:
                 self._room.set()
+            # What one read of the server's burst holds is taken as sent together: its
+            # segments are full but for the last.
+            headers = SEGMENT_HEADER_BYTES * segments(start, n)
+            ended = end // MSS - start // MSS + (end == len(item) and end % MSS != 0)
             ready = max(eligible, self._loop.time() - BACKDATE_S)
-            self._in_flight = (self._link.down.reserve(n, ready), chunk)
+            self._in_flight = (self._link.down.reserve(n + headers, ready), chunk)
             self._link.bytes_down += n
+            acks = self._acks_down.acks(ended, end == len(item))
+            if acks:  # the client's ACKs take their turn on the uplink
+                self._link.up.reserve(ACK_BYTES * acks, self._loop.time())
         done_at, chunk = self._in_flight
         wait = done_at - self._loop.time()
         if wait > 0:
@@ -255,26 +306,41 @@ class ShapedStream(httpcore.AsyncNetworkStream):
         self._in_flight = None
         return chunk
 
+    def _reserve_up(self, nbytes: int) -> tuple[float, int]:
+        """Book the uplink for `nbytes` written at once, with their segments' headers;
+        returns when they are through and how many ACKs the server sends for them."""
+        n_segments = segments(0, nbytes)
+        done_at = self._link.up.reserve(nbytes + SEGMENT_HEADER_BYTES * n_segments,
+                                        self._loop.time())
+        self._link.bytes_up += nbytes
+        return done_at, self._acks_up.acks(n_segments, True)
+
+    def _server_acks(self, acks: int) -> None:
+        """The server's ACKs take their turn on the downlink once the data is through
+        (booked then: the line's clock reserves no time ahead)."""
+        if acks:
+            self._link.down.reserve(ACK_BYTES * acks, self._loop.time())
+
     async def charge_up(self, nbytes: int) -> None:
         """Pay the uplink for `nbytes` that are not sent (what a browser sends more)."""
-        done_at = self._link.up.reserve(nbytes, self._loop.time())
-        self._link.bytes_up += nbytes
+        done_at, acks = self._reserve_up(nbytes)
         wait = done_at - self._loop.time()
         if wait > 0:
             await asyncio.sleep(wait)
+        self._server_acks(acks)
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
         if not buffer:
             return
         if self._closed:
             raise httpcore.WriteError("stream closed")
-        done_at = self._link.up.reserve(len(buffer), self._loop.time())
-        self._link.bytes_up += len(buffer)
+        done_at, acks = self._reserve_up(len(buffer))
         try:
             async with asyncio.timeout(timeout):
                 wait = done_at - self._loop.time()
                 if wait > 0:
                     await asyncio.sleep(wait)
+                self._server_acks(acks)
                 # Handed to the server only once through the uplink: it cannot answer
                 # before the request has fully crossed the customer's line.
                 self._writer.write(buffer)
@@ -427,8 +493,12 @@ class EmulatedBackend(httpcore.AsyncNetworkBackend):
                 started = loop.time()
                 reader, writer = await self._open(addrs, port, local_address)
                 record.host_connect_s = loop.time() - started
-                # SYN out, SYN-ACK back: one round trip before the first byte can go.
+                # SYN out, SYN-ACK back: one round trip and two small packets on the line
+                # before the first byte can go; the handshake's ACK goes up with it.
+                await self._wait_until(self.link.up.reserve(SYN_BYTES, loop.time()))
                 await asyncio.sleep(self.link.rtt_s)
+                await self._wait_until(self.link.down.reserve(SYN_BYTES, loop.time()))
+                self.link.up.reserve(ACK_BYTES, loop.time())
                 record.connect_s = loop.time() - started
         except TimeoutError:
             raise httpcore.ConnectTimeout(f"connect to {host}:{port} timed out after "
@@ -441,6 +511,12 @@ class EmulatedBackend(httpcore.AsyncNetworkBackend):
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return ShapedStream(self.link, record, reader, writer)
+
+    @staticmethod
+    async def _wait_until(at: float) -> None:
+        wait = at - asyncio.get_running_loop().time()
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     @staticmethod
     async def _open(addrs: list[str], port: int, local_address: str | None,

@@ -9,7 +9,7 @@ import pytest
 from prober.config.profiles import PRESETS, Profile, resolve_profile
 from prober.config.webmail import page_open_limit_s
 from prober.contract import Contract
-from prober.probes.throttle import Link, _Serializer
+from prober.probes.throttle import Link, _Acks, _Serializer, segments, wire_bytes
 from tests.webmail_model import ModelResource, predict_load_s, single_fetch_s
 
 
@@ -72,8 +72,10 @@ def test_single_fetch_formula() -> None:
     # 2 RTT + 150,000 bytes at 1.5 Mbit/s + 384 bytes at 384 kbit/s
     whole = single_fetch_s(dsl, 2, 150_000, 384, payload_share=1.0)
     assert whole == pytest.approx(0.1 + 0.8 + 0.008)
-    # with the headers' share of the line
-    assert single_fetch_s(dsl, 2, 150_000, 384) == pytest.approx(0.1 + 0.808 * 1500 / 1448)
+    # with the headers' share of the line, the SYN and SYN-ACK, the server's ACK
+    packets = 60 * 8 / 384_000 + 60 * 8 / 1_500_000 + 52 * 8 / 1_500_000
+    assert single_fetch_s(dsl, 2, 150_000, 384) == pytest.approx(
+        0.1 + 0.808 * 1500 / 1448 + packets)
 
 
 def test_model_shares_the_link_and_charges_new_connections() -> None:
@@ -87,3 +89,21 @@ def test_model_shares_the_link_and_charges_new_connections() -> None:
     # HTTP/2: both requests on the one connection at once, sharing the line
     h2 = predict_load_s(root, p, multiplexed=True, payload_share=1.0)
     assert h2 == pytest.approx(0.3 + 0.1 + 0.2)
+
+
+def test_segments_carry_headers_each_short_or_full() -> None:
+    # a 1,960-byte ClientHello is two packets on the line: 1448 + 512 bytes of payload
+    assert segments(0, 1960) == 2 and wire_bytes(1960) == 1960 + 2 * 52
+    assert wire_bytes(80) == 132  # a TLS Finished alone: a whole packet's headers
+    # a burst delivered in slices: each segment's headers counted once, where it starts
+    assert sum(segments(o, 100) for o in range(0, 3000, 100)) == segments(0, 3000) == 3
+    assert segments(1448, 1) == 1 and segments(1449, 1447) == 0
+
+
+def test_receiver_acknowledges_16_segments_then_every_second() -> None:
+    acks = _Acks()
+    assert acks.acks(16, burst_done=False) == 16
+    assert acks.acks(5, burst_done=False) == 2  # 18 and 20
+    assert acks.acks(0, burst_done=True) == 0
+    assert acks.acks(1, burst_done=True) == 1  # 22: every second one
+    assert acks.acks(1, burst_done=True) == 1  # 23, odd: the delayed-ACK timer
