@@ -128,6 +128,9 @@ class PageScanner(HTMLParser):
         self.inline: list[tuple[ET.Element, str]] = []
         self._picture: list[str | None] | None = None  # [chosen source] inside <picture>
         self.lazy: list[str] = []  # loading=lazy images: asked for after layout
+        # classic scripts without async or defer: the parser stops at each until it has
+        # run, so the elements after it are not styled, nor their images asked for, before
+        self.blocking: set[str] = set()
 
     def take(self) -> list[Resource]:
         new, self._new = self._new, []
@@ -178,6 +181,10 @@ class PageScanner(HTMLParser):
         elif tag == "script":
             if "nomodule" not in a:
                 self._add(a.get("src"), "script")
+                src = absolute(self.base, a.get("src") or "")
+                if (src and "async" not in a and "defer" not in a
+                        and a.get("type", "").lower() != "module"):
+                    self.blocking.add(src)
         elif tag == "picture":
             self._picture = [None]
         elif tag == "source" and self._picture is not None and self._picture[0] is None:

@@ -45,7 +45,9 @@ def server() -> Iterator[WebServer]:
         "/api/list": page('{"messages": []}', "application/json"),
         "/api/unread": page('{"unread": 0}', "application/json"),
     }
-    for name in ("favicon.ico", "app.js", "below.png", "sans.woff2", "sans-bold.woff2",
+    # the script comes late: what waits for it shows
+    routes["/app.js"] = Reply(200, b"x" * 500, {"Content-Type": "text/javascript"}, delay_s=0.3)
+    for name in ("favicon.ico", "below.png", "sans.woff2", "sans-bold.woff2",
                  "icons.woff2", "bg.png", "rows.png", "in-frame.png"):
         routes[f"/{name}"] = page(b"x" * 500, "application/octet-stream")
     srv = WebServer(routes).start()  # type: ignore[arg-type]
@@ -65,6 +67,11 @@ def test_a_browsers_list_before_the_load_event(server: WebServer) -> None:
     assert paths == ["/", "/app.js", "/below.png", "/bg.png", "/frame.html", "/in-frame.png",
                      "/s.css", "/sans.woff2"]
     assert m.fields["requests"] == 8 and m.fields["failed_requests"] == 0
+    # as Chromium, the body's images and fonts only once the parser is past the blocking
+    # script in the head: asked for after the script's response
+    log = {e.path: e for e in server.entries()}
+    for path in ("/bg.png", "/sans.woff2", "/below.png"):
+        assert log[path].received_at >= log["/app.js"].at, path
 
 
 def test_the_inbox_styles_and_the_extra_requests(server: WebServer) -> None:

@@ -101,3 +101,10 @@ def test_login_form_fields() -> None:
     assert form.fields == [("csrf", "hidden", "t1"), ("user", "text", ""),
                            ("pw", "password", ""), ("tz", "checkbox", "utc")]
     assert "Sign in" in s.text
+
+
+def test_scripts_that_stop_the_parser() -> None:
+    _, s = scan("""<html><head><script src="a.js"></script><script async src="b.js">
+      </script><script defer src="c.js"></script><script type=module src="d.js"></script>
+      <script src="/e.js" type="text/javascript"></script></head><body></body></html>""")
+    assert s.blocking == {f"{M}/app/a.js", f"{M}/e.js"}
