@@ -221,3 +221,30 @@ def test_http2_multiplexes_one_connection(servers: dict[str, WebServer],
     m1 = load(servers["tls13"].base + "/", profile, certs[0])
     assert m1.fields["http_version"] == "HTTP/1.1"
     assert f["load_s"] < m1.fields["load_s"]  # type: ignore[operator]
+
+
+def test_once_an_origin_chose_http1_its_next_connections_open_at_once(
+        servers: dict[str, WebServer], certs: tuple[Path, Path]) -> None:
+    """As Chromium: the page's connection tells it the origin speaks HTTP/1.1, so the
+    three waiting requests get three connections at once, not one handshake after the
+    other (httpcore alone holds them for a connection that might turn out HTTP/2)."""
+    import ssl
+
+    import httpx
+
+    from prober.probes.throttle import EmulatedTransport, Link
+
+    server = servers["tls13"]
+    link = Link(resolve_profile("dsl"))
+
+    async def main() -> None:
+        ctx = ssl.create_default_context(cafile=str(certs[0]))
+        async with httpx.AsyncClient(transport=EmulatedTransport(link, ctx)) as client:
+            await client.get(server.base + "/small")
+            await asyncio.gather(*(client.get(server.base + p)
+                                   for p in ("/a.css", "/b.css", "/c.css")))
+
+    asyncio.run(main())
+    assert [c.alpn for c in link.connections] == ["http/1.1"] * 3  # one reused
+    later = [c.started_at for c in link.connections[1:]]
+    assert max(later) - min(later) < 0.02, later  # a handshake at dsl takes > 0.1 s
