@@ -22,6 +22,7 @@ import random
 import statistics
 import struct
 import subprocess
+import tomllib
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,8 +30,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prober.config.profiles import Profile
-from prober.config.reader import Secret
-from prober.config.webmail import ExtraRequest, LoginSettings, WebmailTarget
+from prober.config.reader import Secret, Section
+from prober.config.webmail import (
+    ExtraRequest,
+    LoginSettings,
+    WebmailTarget,
+    parse_webmail,
+)
 from prober.measurement import Measurement
 from prober.probes import webmail_browser
 from prober.probes.webmail_point import WebmailLoad
@@ -197,20 +203,24 @@ HEADER = ("| line | page | Chromium, packet-level line | httpx engine | browser 
 
 ENGINES = ("reference", "httpx", "browser")
 
-# What Roundcube 1.6's scripts (elastic skin) make Chromium fetch before the load event,
-# which the httpx engine cannot see, named as docs/webmail.md's Roundcube example names
-# them: the icon font of the login form's fields (ui.js wraps them in icon groups), then
-# on the inbox the message list and unread count (app.js), the images of its format
-# checks, and the logo the layout's script sets.
-ROUNDCUBE_EXTRAS = (
-    ExtraRequest("skins/elastic/fonts/fa-solid-900.woff2"),
-    ExtraRequest("?_task=mail&_action=list&_refresh=1&_layout=widescreen&_mbox=INBOX&_page="
-                 "&_remote=1", "login"),
-    ExtraRequest("?_task=mail&_action=getunread&_page=1&_remote=1", "login"),
-    ExtraRequest("program/resources/blank.tiff", "login"),
-    ExtraRequest("program/resources/blank.webp", "login"),
-    ExtraRequest("skins/elastic/images/logo.svg", "login"),
-)
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "webmail.md"
+
+
+def roundcube_extras() -> tuple[ExtraRequest, ...]:
+    """What Roundcube 1.6's scripts (elastic skin) make Chromium fetch before the load
+    event, which the httpx engine cannot see: the `[[webmail.extra]]` requests of
+    docs/webmail.md's Roundcube example, parsed as the prober parses a config, so the
+    test holds the example a user copies."""
+    text = DOCS.read_text()
+    block = text[text.index("### Example: Roundcube"):]
+    block = block[block.index("```toml\n") + 8:]
+    data = tomllib.loads(block[:block.index("```")])
+    data["webmail"][0]["login"]["password_env"] = "PATH"  # any variable that is set
+    (target,) = parse_webmail(Section(data, str(DOCS)))
+    assert target.extra_requests, "docs/webmail.md's Roundcube example names no extra"
+    return target.extra_requests
+
+
 ROUNDCUBE_USER = "alice"
 ROUNDCUBE_MESSAGES = 30
 # One login flow gives all three rows: the login page (load_s), the inbox after the
@@ -247,7 +257,7 @@ class Site:
             login = LoginSettings(user=user.address, password=Secret("test", user.password))
             return {"login flow": WebmailTarget("roundcube", base + "/", ca_file=ca,
                                                 timeout_s=600, login=login,
-                                                extra_requests=ROUNDCUBE_EXTRAS)}
+                                                extra_requests=roundcube_extras())}
         login = LoginSettings(user="alice", password=Secret("test", PASSWORD),
                               expect_text="Message 1")
         return {"login page": WebmailTarget("ref", base + "/", ca_file=ca, timeout_s=600),

@@ -5,7 +5,7 @@ reference. Broadband only (a narrowband visit takes minutes: bench/webmail_bench
 --reference --site roundcube). Prints the table.
 
 What is held: with the requests Roundcube's scripts make named as `[[webmail.extra]]`
-(tests/webmail_reference.py ROUNDCUBE_EXTRAS, as docs/webmail.md's example), the httpx
+(those of docs/webmail.md's Roundcube example, read from there), the httpx
 engine asks for what Chromium asked for in the visit (the login page, the login POST,
 the inbox); and each engine's medians stay within 20 % of the reference's, the band the
 test pages' test holds on a loaded CI machine (the goal is 10 %: docs/webmail.md has
