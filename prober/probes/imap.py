@@ -112,6 +112,7 @@ class MailboxWatcher:
         self.swept = 0
         self._stuck: tuple[tuple[str, int] | None, int] = (None, 0)  # (folder, cursor), fails
         self.sweeps = 0  # sweeps completed (a test or a caller can wait for the first)
+        self._sweeper: asyncio.Task[None] | None = None  # the daemon's sweep, apart
         self.swept_canaries: list[Arrival] = []  # what the sweeps removed, for the caller
         self.forged = 0  # messages claiming to be our canaries that are not (never removed)
 
@@ -178,6 +179,7 @@ class MailboxWatcher:
         finally:
             stopper.cancel()
             self.up = False
+            await self._end_sweep()
 
     async def _wake_on(self, stop: asyncio.Event) -> None:
         await stop.wait()
@@ -217,8 +219,8 @@ class MailboxWatcher:
             next_full = 0.0
             while not stop.is_set():
                 if time.monotonic() >= self._next_sweep:
-                    await self._sweep_all(sess)
                     self._next_sweep = time.monotonic() + SWEEP_EVERY_S
+                    self._start_sweep()
                 if self._junk_ok and time.monotonic() >= next_junk:
                     await self._check_junk(sess)
                     next_junk = time.monotonic() + self.settings.junk_poll_s
@@ -385,7 +387,45 @@ class MailboxWatcher:
                     "%s but %s: not a delivery, not counted, left in place",
                     self.mailbox.name, folder, uid, self.vantage, why)
 
-    async def _sweep_all(self, sess: ImapSession) -> None:
+    # -- the sweep, on a connection of its own ------------------------------------------------
+    # The watching connection never leaves IDLE (or its polls) for the hourly sweep: a sweep
+    # of a big mailbox takes seconds to minutes (SEARCH, header fetches, removal), and a
+    # canary arriving meanwhile would be detected only after it, its delivery_s charged
+    # with the sweep; worse, the EXISTS that announced it went by among the sweep's own
+    # responses, so nothing woke the watcher until the next junk look or IDLE renewal.
+    def _start_sweep(self) -> None:
+        if self._sweeper is not None and not self._sweeper.done():
+            return  # the last one is still at work: it is not started twice
+        self._sweeper = asyncio.create_task(self._sweep_apart())
+
+    async def _sweep_apart(self) -> None:
+        sess = ImapSession(self.mailbox.imap.endpoint, self.timeouts)
+        try:
+            await sess.connect()
+            await sess.authenticate(self.mailbox)
+            await sess.select(self.mailbox.imap.folder)
+            await self._sweep_all(sess, back=False)
+        except Exception as exc:  # the watcher goes on; the next hour tries again
+            failure = exc if isinstance(exc, ProbeError) else classify(exc, "sweep")
+            log.warning("watcher mailbox=%s: sweep failed: %s; tried again in %.0f s",
+                        self.mailbox.name, failure, SWEEP_EVERY_S)
+        finally:
+            await sess.logout()
+
+    async def _end_sweep(self) -> None:
+        """At stop: a sweep under way finishes its removal (a UID STORE \\Deleted left
+        without its UID EXPUNGE would make those canaries unremovable), within bounds."""
+        task, self._sweeper = self._sweeper, None
+        if task is None or task.done():
+            return
+        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(task), 2 * self.timeouts.command_s)
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def _sweep_all(self, sess: ImapSession, back: bool = True) -> None:
         """Leftover canaries of this vantage older than sweep_after_s, in every folder we
         watch: the new-UID scan passes by a canary that arrived fresh and was never claimed
         (a `prober check` that stopped waiting, a canary from before a lost ledger)."""
@@ -401,7 +441,7 @@ class MailboxWatcher:
                         raise
                     continue
             await self._sweep(sess)
-        if sess.selected is not None and sess.selected.name != imap.folder:
+        if back and sess.selected is not None and sess.selected.name != imap.folder:
             await self._select(sess, imap.folder)
         self.sweeps += 1
 

@@ -118,15 +118,19 @@ def load_canary_settings():  # the defaults, without a config file
 
 def _drop(stack: MailStack, user: str, blobs: list[bytes]) -> list[Path]:
     """Messages straight into Maildir/new, as a bulk import or a flood would put them."""
-    new = stack.maildir(user) / "new"
+    new, tmp = stack.maildir(user) / "new", stack.maildir(user) / "tmp"
     new.mkdir(parents=True, exist_ok=True)
+    tmp.mkdir(parents=True, exist_ok=True)
     paths = []
     stamp = time.time_ns()
     for i, blob in enumerate(blobs):
-        path = new / f"{stamp}.{i}.hostile.{stack.hostname}"
-        path.write_bytes(blob)
-        os.chown(path, MAILBOX_UID, MAILBOX_UID)
-        paths.append(path)
+        # Maildir's way: written in tmp/, then renamed into new/, where Dovecot may move
+        # it to cur/ at once (a read-write SELECT of another session does)
+        name = f"{stamp}.{i}.hostile.{stack.hostname}"
+        (tmp / name).write_bytes(blob)
+        os.chown(tmp / name, MAILBOX_UID, MAILBOX_UID)
+        os.rename(tmp / name, new / name)
+        paths.append(new / name)
     return paths
 
 

@@ -213,12 +213,15 @@ class MailStack:
             (md / sub).mkdir(parents=True, exist_ok=True)
         name = f"{time.time_ns()}.prober-test.{self.hostname}"
         target = md / ("cur" if flags else "new") / (f"{name}:2,{flags}" if flags else name)
-        target.write_bytes(message)
         for p in (md, *md.parents[:1]):
             os.chown(p, MAILBOX_UID, MAILBOX_UID)
         for sub in ("tmp", "new", "cur"):
             os.chown(md / sub, MAILBOX_UID, MAILBOX_UID)
-        os.chown(target, MAILBOX_UID, MAILBOX_UID)
+        # written in tmp/ and renamed, as Maildir delivers: Dovecot may move a file from
+        # new/ to cur/ the moment it appears there
+        (md / "tmp" / name).write_bytes(message)
+        os.chown(md / "tmp" / name, MAILBOX_UID, MAILBOX_UID)
+        os.rename(md / "tmp" / name, target)
         return target
 
     # -- configuration for probes.toml -------------------------------------------------------
