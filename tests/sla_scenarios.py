@@ -316,3 +316,29 @@ def sparse() -> tuple[list[Measurement], SlaSettings, set[str]]:
                         "outcome": "ok"}, {"load_s": 4.0 + day / 10, "open_s": 4.0 + day / 10,
                                            "contract_class": "broadband"}, ns + 5 * 10**8))
     return ms, SlaSettings(timezone="UTC", mailboxes=("alice",)), {ALICE}
+
+
+def dead_address() -> tuple[list[Measurement], set[str]]:
+    """September at one vantage v1, heartbeats every minute; bob's IMAP host resolves to an
+    IPv4 and an IPv6 address. 09-04 10:00-10:50 the IPv6 one is dead and the IPv4 one
+    answers (50 minutes); 09-04 12:00-12:05 both are dead (5 minutes)."""
+    out = [Measurement("prober_heartbeat", {"vantage": "v1"}, {"uptime_s": 1.0}, m * MIN_NS)
+           for m in range(t(1), t(1) + DAYS * 1440)]
+
+    def login(m: int, family: str, ok: bool, i: int) -> Measurement:
+        fields: dict[str, object] = {"total_s": 0.05, "addresses": 2,
+                                     "peer_ip": "192.0.2.7" if family == "ipv4" else "2001:db8::7"}
+        if not ok:
+            fields.update(error="connect: refused: connection refused", error_class="refused")
+        return Measurement("mail_access", {"vantage": "v1", "mailbox": BOB, "protocol": "imap",
+                                           "family": family, "outcome": "ok" if ok else "fail"},
+                           fields, m * MIN_NS + 5 * 10**9 + i)  # type: ignore[arg-type]
+
+    for m in range(t(4), t(4) + 1440, 30):  # the rest of the day: both answer
+        if not (t(4, 10, 0) <= m < t(4, 10, 50) or t(4, 12, 0) <= m < t(4, 12, 5)):
+            out += [login(m, "ipv4", True, 0), login(m, "ipv6", True, 1)]
+    for m in range(t(4, 10, 0), t(4, 10, 50)):
+        out += [login(m, "ipv4", True, 0), login(m, "ipv6", False, 1)]
+    for m in range(t(4, 12, 0), t(4, 12, 5)):
+        out += [login(m, "ipv4", False, 0), login(m, "ipv6", False, 1)]
+    return out, {BOB}

@@ -18,6 +18,15 @@ from prober.contract import BY_ID
 # more vantages than this would be a fleet, not a quorum; it also bounds a typo like 1e9
 MAX_QUORUM = 1000
 
+# `[sla] dead_address`: a mailbox whose host name resolves to several addresses, one of
+# them dead. "fault" (the default): the minute failed, since the customers whose clients
+# pick that address cannot connect. "all_fail": failed only when every address probed of
+# that mailbox and protocol failed in the minute (the minutes with a dead address beside
+# a working one are counted and listed, not charged).
+DEAD_ADDRESS_FAULT = "fault"
+DEAD_ADDRESS_ALL_FAIL = "all_fail"
+DEAD_ADDRESS_RULES = (DEAD_ADDRESS_FAULT, DEAD_ADDRESS_ALL_FAIL)
+
 
 @dataclass(frozen=True)
 class Window:
@@ -38,6 +47,7 @@ class SlaSettings:
     mailboxes: tuple[str, ...] | None = None  # None: the provider's side of the routes
     routes: tuple[str, ...] | None = None  # route names, as in [[route]] and the data's tag
     webmail_timeout_s: float | None = None  # None: twice the clause's limit
+    dead_address: str = DEAD_ADDRESS_FAULT  # one of DEAD_ADDRESS_RULES
     clauses: Mapping[str, Mapping[str, object]] = field(
         default_factory=lambda: MappingProxyType({}))
     maintenance: tuple[Window, ...] = ()
@@ -79,6 +89,7 @@ def parse_sla(root: Section) -> SlaSettings:
         mailboxes=_names(s, "mailboxes"),
         routes=_names(s, "routes"),
         webmail_timeout_s=s.number("webmail_timeout_s", None, minimum=0.001, maximum=3600),
+        dead_address=s.choice("dead_address", DEAD_ADDRESS_RULES, DEAD_ADDRESS_FAULT),
         clauses=MappingProxyType(_clause_overrides(s, min_coverage)),
         clause_min_coverage=MappingProxyType(min_coverage),
         maintenance=tuple(_window(w, tz) for w in s.tables("maintenance")),

@@ -20,6 +20,7 @@ writes of one point are neighbours.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import re
 import sqlite3
@@ -83,6 +84,7 @@ from prober.sla.query import (
     RouteSeen,
     WebmailBucket,
     WebmailFailure,
+    minute_spans,
 )
 from prober.spoolfile import POINTS, SCHEMA, SpoolReader
 
@@ -92,6 +94,9 @@ CREATE TABLE hb (vantage TEXT NOT NULL, minute INTEGER NOT NULL,
 CREATE TABLE acc (time_ns INTEGER NOT NULL, minute INTEGER NOT NULL, vantage TEXT NOT NULL,
                   mailbox TEXT NOT NULL, protocol TEXT NOT NULL,
                   UNIQUE (vantage, mailbox, protocol, time_ns));
+CREATE TABLE acc_ok (time_ns INTEGER NOT NULL, minute INTEGER NOT NULL,
+                     vantage TEXT NOT NULL, mailbox TEXT NOT NULL, protocol TEXT NOT NULL,
+                     UNIQUE (vantage, mailbox, protocol, time_ns));
 CREATE TABLE rt (time_ns INTEGER NOT NULL, sid INTEGER NOT NULL, outcome TEXT,
                  canary TEXT, d REAL, s REAL, r REAL, error TEXT);
 CREATE TABLE wm (time_ns INTEGER NOT NULL, vantage TEXT NOT NULL, profile TEXT NOT NULL,
@@ -421,6 +426,20 @@ class LocalEvidence:
                 rows.append((time_ns, time_ns // MINUTE_NS, v, tags.get(TAG_MAILBOX, ""),
                              tags.get(TAG_PROTOCOL, "")))
         self._db.executemany("INSERT OR IGNORE INTO acc VALUES (?, ?, ?, ?, ?)", rows)
+        # the ok logins of the minutes with a failure (another address of the host that
+        # answered: `[sla] dead_address = "all_fail"` reads them); only those minutes
+        ok = []
+        for lo_ns, hi_ns in minute_spans(r[1] for r in rows):
+            for key, _fields, time_ns in self._points(
+                    self._rows(spool, MAIL_ACCESS, lo_ns, hi_ns,
+                               f"AND line LIKE '%{TAG_OUTCOME}={AccessOutcome.OK}%'"),
+                    MAIL_ACCESS):
+                tags = _tags(key)
+                v = tags.get(TAG_VANTAGE, "")
+                if v and tags.get(TAG_OUTCOME) == AccessOutcome.OK:
+                    ok.append((time_ns, time_ns // MINUTE_NS, v, tags.get(TAG_MAILBOX, ""),
+                               tags.get(TAG_PROTOCOL, "")))
+        self._db.executemany("INSERT OR IGNORE INTO acc_ok VALUES (?, ?, ?, ?, ?)", ok)
 
     def _count_access(self, key: str, n: int) -> None:
         tags = _tags(key)
@@ -484,10 +503,18 @@ class LocalEvidence:
         all_minutes = range(start_ns // MINUTE_NS, end_ns // MINUTE_NS)
         return {v: [m for m in all_minutes if m not in minutes] for v, minutes in seen.items()}
 
-    def access_failures(self, start_ns: int, end_ns: int) -> list[AccessFailure]:
-        return [AccessFailure(m, v, mb, proto, n) for m, v, mb, proto, n in self._db.execute(
+    def access_failures(self, start_ns: int, end_ns: int,
+                        with_ok: bool = False) -> list[AccessFailure]:
+        out = [AccessFailure(m, v, mb, proto, n) for m, v, mb, proto, n in self._db.execute(
             "SELECT minute, vantage, mailbox, protocol, count(*) FROM acc WHERE time_ns >= ? "
             "AND time_ns < ? GROUP BY 1, 2, 3, 4", (start_ns, end_ns))]
+        if not with_ok:
+            return out
+        ok = {(m, v, mb, proto): n for m, v, mb, proto, n in self._db.execute(
+            "SELECT minute, vantage, mailbox, protocol, count(*) FROM acc_ok WHERE "
+            "time_ns >= ? AND time_ns < ? GROUP BY 1, 2, 3, 4", (start_ns, end_ns))}
+        return [dataclasses.replace(f, ok=ok.get((f.minute, f.vantage, f.mailbox, f.protocol),
+                                                 0)) for f in out]
 
     def canary_events(self, start_ns: int, end_ns: int,
                       over_s: float | None) -> list[CanaryEvent]:

@@ -15,7 +15,8 @@ The queries are listed, next to the schema, in docs/judge.md.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import dataclasses
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -73,6 +74,7 @@ class AccessFailure:
     mailbox: str
     protocol: str
     count: int
+    ok: int = 0  # ok points of the same minute and series (asked for with `with_ok`)
 
 
 @dataclass(frozen=True)
@@ -192,7 +194,10 @@ class Evidence(Protocol):
         """Per vantage of `vantages()`, the minutes of the range without a heartbeat."""
         ...
 
-    def access_failures(self, start_ns: int, end_ns: int) -> list[AccessFailure]:
+    def access_failures(self, start_ns: int, end_ns: int,
+                        with_ok: bool = False) -> list[AccessFailure]:
+        """Failed logins per minute, vantage, mailbox and protocol; `with_ok`: with the
+        ok logins of the same minute and series (another address of the host answered)."""
         ...
 
     def canary_events(self, start_ns: int, end_ns: int,
@@ -281,6 +286,29 @@ def q_access_failures(start_ns: int, end_ns: int) -> str:
     return (f"SELECT count(*) FROM {MAIL_ACCESS} WHERE outcome = {_q(AccessOutcome.FAIL)} AND "
             f"{_range(start_ns, end_ns)} GROUP BY time(1m), vantage, mailbox, protocol "
             f"fill(none)")
+
+
+def q_access_ok(start_ns: int, end_ns: int) -> str:
+    """The ok logins of a run of minutes with a failure, per minute and series (one
+    statement per run: InfluxQL takes no OR of time ranges, it silently answers none)."""
+    return (f"SELECT count(*) FROM {MAIL_ACCESS} WHERE outcome = {_q(AccessOutcome.OK)} AND "
+            f"{_range(start_ns, end_ns)} GROUP BY time(1m), vantage, mailbox, protocol "
+            f"fill(none)")
+
+
+def minute_spans(minutes: Iterable[int]) -> list[tuple[int, int]]:
+    """Runs of consecutive minutes as [start_ns, end_ns) ranges."""
+    spans: list[tuple[int, int]] = []
+    for m in sorted(set(minutes)):
+        if spans and spans[-1][1] == m * MINUTE_NS:
+            spans[-1] = (spans[-1][0], (m + 1) * MINUTE_NS)
+        else:
+            spans.append((m * MINUTE_NS, (m + 1) * MINUTE_NS))
+    return spans
+
+
+# statements per request when asking for the ok logins beside failures
+SPANS_PER_QUERY = 50
 
 
 def q_canary_events(start_ns: int, end_ns: int, over_s: float | None) -> str:
@@ -456,18 +484,33 @@ class InfluxEvidence:
                 missing[v].extend(row["time"] // MINUTE_NS for row in s["rows"])
         return missing
 
-    def access_failures(self, start_ns: int, end_ns: int) -> list[AccessFailure]:
-        out = []
-        for s in self._one(q_access_failures(start_ns, end_ns)):
+    def access_failures(self, start_ns: int, end_ns: int,
+                        with_ok: bool = False) -> list[AccessFailure]:
+        out = [AccessFailure(m, *key, n) for m, key, n in self._access_counts(
+            self._one(q_access_failures(start_ns, end_ns)))]
+        if not with_ok or not out:
+            return out
+        spans = minute_spans(f.minute for f in out)
+        ok: dict[tuple[int, str, str, str], int] = {}
+        for i in range(0, len(spans), SPANS_PER_QUERY):
+            for result in self.run([q_access_ok(a, b) for a, b in spans[i:i + SPANS_PER_QUERY]]):
+                for m, key, n in self._access_counts(result):
+                    ok[(m, *key)] = ok.get((m, *key), 0) + n
+        return [dataclasses.replace(f, ok=ok.get((f.minute, f.vantage, f.mailbox, f.protocol),
+                                                 0)) for f in out]
+
+    @staticmethod
+    def _access_counts(series: list[dict[str, Any]]
+                       ) -> Iterator[tuple[int, tuple[str, str, str], int]]:
+        for s in series:
             tags = s["tags"]
+            key = (tags.get(TAG_VANTAGE, ""), tags.get(TAG_MAILBOX, ""),
+                   tags.get(TAG_PROTOCOL, ""))
             for row in s["rows"]:
                 # count(*) gives one column per field; the point count is the largest
                 n = max((v for k, v in row.items() if k != "time" and v), default=0)
                 if n:
-                    out.append(AccessFailure(row["time"] // MINUTE_NS, tags.get(TAG_VANTAGE, ""),
-                                             tags.get(TAG_MAILBOX, ""), tags.get(TAG_PROTOCOL, ""),
-                                             int(n)))
-        return out
+                    yield row["time"] // MINUTE_NS, key, int(n)
 
     def canary_events(self, start_ns: int, end_ns: int,
                       over_s: float | None) -> list[CanaryEvent]:

@@ -100,6 +100,8 @@ def to_dict(card: Scorecard) -> dict[str, Any]:
             "down_minutes_by_mailbox": c.down_by_mailbox,
             "watcher_down_minutes_by_vantage": card.watcher_down,
             "below_quorum_minutes_by_vantage": c.below_quorum,
+            "dead_address_rule": card.dead_address,
+            "dead_address_minutes_not_charged_by_mailbox": c.dead_address,
             "incidents": [_incident(i) for i in c.incidents],
             "down_minutes_by_day": {d.isoformat(): n for d, n in card.daily_down.items()},
             "unknown_minutes_by_day": {d.isoformat(): n for d, n in card.daily_unknown.items()},
@@ -182,6 +184,11 @@ def _evidence_sections(card: Scorecard) -> list[tuple[str, list[str], list[list[
                      [[_local(i.start_ns, card), _local(i.end_ns, card), str(i.minutes),
                        " ".join(i.vantages), " ".join(i.mailboxes), ", ".join(i.causes)]
                       for i in c.incidents]))
+    if c.dead_address:
+        sections.append((f"Minutes with a dead address beside a working one, not charged "
+                         f"([sla] dead_address = \"{card.dead_address}\")",
+                         ["mailbox", "minutes"],
+                         [[mb, str(n)] for mb, n in c.dead_address.items()]))
     rows = []
     for side, r in (("send", card.send), ("receive", card.receive)):
         for e in [*r.over, *r.lost]:

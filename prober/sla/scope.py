@@ -144,8 +144,10 @@ class ScopedEvidence:
         return {v: m for v, m in self._ev.missing_minutes(start_ns, end_ns).items()
                 if self._v(v)}
 
-    def access_failures(self, start_ns: int, end_ns: int) -> list[AccessFailure]:
-        return [f for f in self._ev.access_failures(start_ns, end_ns) if self._v(f.vantage)]
+    def access_failures(self, start_ns: int, end_ns: int,
+                        with_ok: bool = False) -> list[AccessFailure]:
+        return [f for f in self._ev.access_failures(start_ns, end_ns, with_ok)
+                if self._v(f.vantage)]
 
     def canary_events(self, start_ns: int, end_ns: int,
                       over_s: float | None) -> list[CanaryEvent]:

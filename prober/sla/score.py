@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from prober.config.sla import SlaSettings, Window
+from prober.config.sla import DEAD_ADDRESS_ALL_FAIL, DEAD_ADDRESS_FAULT, SlaSettings, Window
 from prober.contract import Clause, with_overrides
 from prober.schema import (
     FIELD_DELIVERY_S,
@@ -162,6 +162,9 @@ class Connectivity:
     down_by_mailbox: dict[str, int]
     incidents: list[Incident]
     below_quorum: dict[str, int]  # vantage -> mailbox-minutes it saw down without a quorum
+    # `[sla] dead_address = "all_fail"`: mailbox -> minutes with a failed address while
+    # another address of the host answered, not charged by that rule
+    dead_address: dict[str, int] = field(default_factory=dict)
 
     @property
     def evaluated_minutes(self) -> int:
@@ -220,8 +223,16 @@ def connectivity(evidence: Evidence, settings: SlaSettings, start_ns: int, end_n
 
     # (minute, mailbox) -> vantage -> causes
     seen: dict[tuple[int, str], dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
-    for f in evidence.access_failures(start_ns, end_ns):
+    all_fail = settings.dead_address == DEAD_ADDRESS_ALL_FAIL
+    dead_address: dict[str, set[int]] = defaultdict(set)  # mailbox -> minutes not charged
+    for f in evidence.access_failures(start_ns, end_ns, with_ok=all_fail):
         if contracted is None or f.mailbox in contracted:
+            if all_fail and f.ok:
+                # another address of the host answered in this minute: by the configured
+                # rule not a failed minute; counted and listed, never dropped in silence
+                if lo <= f.minute < hi:
+                    dead_address[f.mailbox].add(f.minute)
+                continue
             seen[(f.minute, f.mailbox)][f.vantage].add(f"{f.protocol} access failed")
     for e in events:
         for mb in provider_side(e):
@@ -286,7 +297,9 @@ def connectivity(evidence: Evidence, settings: SlaSettings, start_ns: int, end_n
         missing_judged_by_vantage={v: len(set(missing.get(v, ())) - maint - excl)
                                    for v in vantages},
         down_by_mailbox=dict(sorted(by_mailbox.items())), incidents=incidents,
-        below_quorum=dict(sorted(below.items())))
+        below_quorum=dict(sorted(below.items())),
+        dead_address={mb: len(ms - maint - excl) for mb, ms in sorted(dead_address.items())
+                      if ms - maint - excl})
 
 
 def _runs(minutes: list[int]) -> list[list[int]]:
@@ -581,6 +594,7 @@ class Scorecard:
     # per vantage, judged minutes in which one of its IMAP watchers was not connected: it
     # could not see arrivals then. Our fault, so coverage, never provider fault time
     watcher_down: dict[str, int] = field(default_factory=dict)
+    dead_address: str = DEAD_ADDRESS_FAULT  # `[sla] dead_address`, the rule applied
 
     @property
     def exit_code(self) -> int:
@@ -682,7 +696,8 @@ def score(evidence: Evidence, settings: SlaSettings, year: int, month: int,
         webmail_timeout_s=settings.webmail_timeout_s, daily_down=daily_down,
         daily_unknown=daily_unknown, scope=scope, not_judged=dict(sorted(not_judged.items())),
         unusable=dict(sorted(unusable.items())), antispam_evidence=antispam.evidence,
-        watcher_down={v: n for v, n in sorted(watcher_down.items()) if n})
+        watcher_down={v: n for v, n in sorted(watcher_down.items()) if n},
+        dead_address=settings.dead_address)
 
 
 def _clip(windows: Iterable[Window], period: Period) -> list[Window]:

@@ -65,6 +65,9 @@ reason = "our firewall"
      "sla.exclusion[0].reason: is required"),
     ('[[sla.exclusion]]\nstart = "yesterday"\nend = 2026-11-03T03:00:00Z\nreason = "x"',
      "sla.exclusion[0].start"),
+    ('[sla]\ndead_address = "ignore"', "sla.dead_address: must be one of fault, all_fail; "
+     "got 'ignore'"),
+    ('[sla]\ndead_address = 1', "sla.dead_address: must be"),
 ])
 def test_errors_name_file_and_key(text: str, where: str) -> None:
     with pytest.raises(ConfigError, match="probes.toml: " + where.replace("[", r"\[")
@@ -95,3 +98,36 @@ def test_config_check_prints_the_scope_and_clause_settings_as_toml(tmp_path) -> 
     assert sla["vantages"] == ["v1", "v2"] and sla["routes"] == ["r1"]
     assert sla["clauses"] == {"send_delay": {"mean_max_s": 50.0}}
     assert sla["clause_min_coverage"] == {"send_delay": 0.5}
+
+
+def test_dead_address_rule_defaults_to_fault() -> None:
+    assert parse("").dead_address == parse("[sla]\n").dead_address == "fault"
+    assert parse('[sla]\ndead_address = "all_fail"').dead_address == "all_fail"
+
+
+def test_readme_lists_the_dead_address_rules_the_code_takes() -> None:
+    from pathlib import Path
+
+    import prober
+    from prober.config.sla import DEAD_ADDRESS_RULES
+
+    readme = (Path(prober.__file__).parents[1] / "README.md").read_text()
+    bounded = readme.split("- **Numbers** must be finite", 1)[1].split("- **Strings**", 1)[0]
+    row = next(line for line in bounded.splitlines() if "`dead_address`" in line)
+    assert row.split("|")[2].strip() == " / ".join(f"`{r}`" for r in DEAD_ADDRESS_RULES), row
+
+
+def test_a_wrong_dead_address_rule_exits_3_naming_file_and_key(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from prober.cli import main
+
+    cfg = tmp_path / "p.toml"
+    cfg.write_text(f'[vantage]\nname = "v1"\nstate_dir = "{tmp_path}"\n\n[sla]\n'
+                   'dead_address = "sometimes"\n')
+    for args in (["config", "check", "-c", str(cfg)], ["score", "-c", str(cfg), "--month",
+                                                       "2026-10", "--source", "spool"]):
+        r = CliRunner().invoke(main, args)
+        print(r.exit_code, r.output.strip())
+        assert r.exit_code == 3, (args, r.output)
+        assert f"{cfg}: sla.dead_address: must be one of fault, all_fail" in r.output
