@@ -59,6 +59,10 @@ class CheckResult:
     perfdata: list[str]
     delivery_note: str = ""
     notes: list[str] = field(default_factory=list)  # earlier checks' canaries settled now
+    # messages the watchers saw that claimed to be this vantage's canaries but were not
+    # (MAC wrong or missing, a copy, a reply or forward): never counted, never removed,
+    # no state of their own (nothing the provider is charged with), but always shown
+    forged: int = 0
 
     @property
     def state(self) -> int:
@@ -83,7 +87,14 @@ class CheckResult:
             text = "; ".join(f"{r.check} {r.target}: {r.detail}" for r in ranked[:3])
             if len(ranked) > 3:
                 text += f"; and {len(ranked) - 3} more"
+        if self.forged:
+            # first in the text, whatever the state: someone is sending look-alikes
+            text = f"{self.forged_text()}; {text}"
         return f"PROBER {STATE_NAMES[self.state]} - {text}"
+
+    def forged_text(self) -> str:
+        return (f"{_n(self.forged, 'forged canary', 'forged canaries')} seen (claimed to be "
+                f"this vantage's, MAC wrong or missing: not counted, left in place)")
 
     def first_line(self) -> str:
         return self.summary() + (" | " + " ".join(self.perfdata) if self.perfdata else "")
@@ -197,7 +208,10 @@ async def run_check(config: Config, routes: list[str] | None = None,
     for point in periodic_points:
         measurements.append(point)
         rows.append(_antispam_row(point))
-    return CheckResult(rows, measurements, perf, notes=notes)
+    forged = sum(w.forged for w in watchers.values())
+    if watchers:
+        perf.append(f"forged_canaries={forged};;")
+    return CheckResult(rows, measurements, perf, notes=notes, forged=forged)
 
 
 def _antispam_row(point: Measurement) -> Row:
@@ -352,6 +366,9 @@ def render_table(result: CheckResult) -> str:
     for line in lines:
         out.append("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=False))
                    + "  " + line[-1])
+    if result.forged:
+        text = result.forged_text()
+        out.append(text[0].upper() + text[1:])
     return "\n".join(s.rstrip() for s in out)
 
 
@@ -365,5 +382,6 @@ def as_json(result: CheckResult) -> dict:
                   **r.values, "detail": r.detail} for r in result.rows],
         "delivery": result.delivery_note,
         "earlier_checks": result.notes,
+        "forged_canaries": result.forged,
         "measurements": [m.to_line() for m in result.measurements],
     }

@@ -222,3 +222,53 @@ def test_check_answers_within_its_timeout_with_a_canary_held(mail_stack: MailSta
     assert r.returncode == 2, r.stdout + r.stderr
     assert r.stdout.startswith("PROBER CRITICAL - ")
     assert "(cut from wait_s = 120 by --timeout)" in r.stdout
+
+
+def test_check_reports_forged_canaries_without_charging_them(mail_stack: MailStack,
+                                                              tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch):
+    """A message claiming to be this vantage's canary with a MAC of another key reaches
+    bob while the check watches: the check says so in its text, perfdata and JSON, and
+    its state is what the provider did (the real canary arrived: OK)."""
+    from datetime import UTC, datetime
+
+    from click.testing import CliRunner
+
+    import prober.commands.check as checking
+    from prober.cli import main
+    from prober.probes.canary import build_message, new_canary_id
+    from tests.canary_helpers import OTHER_KEY
+
+    text = mail_stack.probes_toml(routes=[("alice-to-bob", "alice", "bob")])
+    cfg = tmp_path / "probes.toml"
+    cfg.write_text(own_state_dir(text, mail_stack, tmp_path))
+    bob = mail_stack.user("bob").address
+    real_send = checking.send_canary
+    tokens: list[bytes] = []
+
+    async def forge_then_send(*args: object, **kwargs: object) -> object:
+        # the watcher is ready by now: the forgery lands just before the real canary
+        fake = new_canary_id("local", "alice-to-bob", 7, key=OTHER_KEY, recipient=bob)
+        tokens.append(fake.id.encode())  # the header may be folded: the id is not
+        msg = build_message(fake, "alice@example.test", bob, datetime.now(UTC))
+        mail_stack.deliver_local("bob", msg.as_bytes())
+        return await real_send(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(checking, "send_canary", forge_then_send)
+    r = CliRunner().invoke(main, ["check", "-c", str(cfg), "--no-write"])
+    first = next(line for line in r.output.splitlines() if line.startswith("PROBER"))
+    print(r.exit_code, first)
+    print(r.output.splitlines()[-1])
+    assert r.exit_code == 0, r.output
+    assert first.startswith("PROBER OK - 1 forged canary seen (claimed to be this vantage's, "
+                            "MAC wrong or missing: not counted, left in place); ")
+    assert "1 canary delivered" in first and " forged_canaries=1;;" in first
+    assert r.output.splitlines()[-1].startswith("1 forged canary seen")
+    j = CliRunner().invoke(main, ["check", "-c", str(cfg), "--no-write", "--json"])
+    assert json.loads(j.output[j.output.index("{"):])["forged_canaries"] == 1
+    # the forgeries stay where they are: never removed
+    left = [p for sub in ("new", "cur") for p in (mail_stack.maildir("bob") / sub).iterdir()
+            if any(t in p.read_bytes() for t in tokens)]
+    assert len(left) == len(tokens) == 2
+    for p in left:
+        p.unlink()

@@ -157,8 +157,8 @@ def test_render_table_columns_and_cells() -> None:
 def test_as_json_keys_and_values() -> None:
     data = as_json(sample())
     assert set(data) == {"state", "exit_code", "summary", "perfdata", "rows", "delivery",
-                         "earlier_checks", "measurements"}
-    assert data["earlier_checks"] == []
+                         "earlier_checks", "forged_canaries", "measurements"}
+    assert data["earlier_checks"] == [] and data["forged_canaries"] == 0
     assert (data["state"], data["exit_code"]) == ("CRITICAL", 2)
     assert data["summary"].startswith("PROBER CRITICAL - imap corp: ")
     assert data["perfdata"] == ["smtp_corp=0.500s", "imap_corp=U",
