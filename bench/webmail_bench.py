@@ -104,10 +104,15 @@ def main() -> None:
         names = args.profiles if args.profiles != ",".join(PRESETS) else "narrowband,broadband"
         print(f"{args.site}: medians of {args.repeat} interleaved cold loads", flush=True)
         print(HEADER, flush=True)
+        cpu = []
         for name in names.split(","):
             tmp = Path(tempfile.mkdtemp(prefix="webmail-ref-"))
             for row in measure(resolve_profile(name), tmp, args.repeat, site_name=args.site):
                 print(row.line(), flush=True)
+                if row.httpx_cpu is not None:
+                    cpu.append(f"{row.profile} {row.page} {row.httpx_cpu:.1%}")
+        if cpu:
+            print("httpx engine CPU, share of its load time (median): " + "; ".join(cpu))
         return
     tmp = Path(tempfile.mkdtemp(prefix="webmail-bench-"))
     cert, key = make_cert(tmp)

@@ -156,14 +156,14 @@ class TunLine:
                         break
                     if not packet or packet[0] >> 4 != 4:
                         continue  # IPv4 only (the namespace has no IPv6 address)
-                    due = direction.schedule(now, len(packet))
+                    arrives = direction.schedule(now, len(packet))
                     if self.trace is not None and packet[9] == 6:
                         ihl = (packet[0] & 15) * 4
                         sport, dport, tseq = struct.unpack(">HHI", packet[ihl:ihl + 8])
                         doff = (packet[ihl + 12] >> 4) * 4
                         self.trace.append((now, "up" if fd == inner else "down", len(packet),
                                            sport, dport, packet[ihl + 13], tseq,
-                                           len(packet) - ihl - doff, due))
-                    if due is not None:
+                                           len(packet) - ihl - doff, arrives))
+                    if arrives is not None:
                         seq += 1
-                        heapq.heappush(pending, (due, seq, to, packet))
+                        heapq.heappush(pending, (arrives, seq, to, packet))
