@@ -54,9 +54,15 @@ def config(stack: MailStack, tmp: Path, routes: int, tick_s: float, vantage: str
     return path
 
 
+def executable() -> list[str]:
+    """The `prober` executable of this environment, as systemd's ExecStart runs it."""
+    script = Path(sys.executable).with_name("prober")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "prober"]
+
+
 def start(path: Path, *args: str) -> subprocess.Popen:
     log = (path.parent / "daemon.log").open("ab")
-    return subprocess.Popen([sys.executable, "-m", "prober.cli", "run", "-c", str(path), *args],
+    return subprocess.Popen([*executable(), "run", "-c", str(path), *args],
                             stdout=log, stderr=log)
 
 

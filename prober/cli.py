@@ -12,13 +12,13 @@ import click
 from prober import __version__
 from prober.commands.lazy import LazyGroup
 from prober.commands.options import config_option, load_or_exit
+from prober.commands.run import run_daemon, setup_logging
 from prober.config import Config, ConfigError
 
 if TYPE_CHECKING:
     from prober.agent.ledger import Ledger
     from prober.measurement import Measurement
 
-EXIT_STATE_FILES = 1  # `prober run`: the spool or the canary ledger cannot be used
 # `prober check` answers within this: below the 60 s that Nagios (service_check_timeout),
 # Icinga 2 (check_timeout) and Checkmk give an active check by default
 CHECK_TIMEOUT_S = 50.0
@@ -31,15 +31,7 @@ CHECK_TIMEOUT_S = 50.0
 @click.option("-v", "--verbose", count=True, help="more log output (-vv: debug)")
 def main(verbose: int) -> None:
     """Synthetic mail prober: canaries, mailbox access and webmail loads, scored on an SLA."""
-    level = logging.WARNING - 10 * verbose
-    logging.basicConfig(level=max(level, logging.DEBUG), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # aioimaplib logs every line it sends at debug, LOGIN included: keep it quiet.
-    logging.getLogger("aioimaplib").setLevel(logging.WARNING)
-    # httpx logs every request at INFO (each InfluxDB write, each page resource): -v shows
-    # state changes (InfluxDB unreachable / back), -vv every request
-    for name in ("httpx", "httpcore"):
-        logging.getLogger(name).setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)
+    setup_logging(verbose)
 
 
 @main.group()
@@ -139,26 +131,9 @@ def run(config_path: str, ticks: int | None) -> None:
     SIGTERM stops it cleanly (submissions in progress finish, everything else stays on disk);
     SIGHUP reloads probes.toml.
     """
-    import asyncio
-
-    from prober.agent.daemon import Agent
-    from prober.agent.ledger import LedgerError
-    from prober.agent.spool import SpoolError
-
-    cfg = load_or_exit(config_path)
-
-    async def main_loop() -> int:
-        return await Agent(config_path, cfg, max_ticks=ticks).run()
-
-    try:
-        code = asyncio.run(main_loop())
-    except (SpoolError, LedgerError) as exc:
-        click.echo(f"prober run: {exc}", err=True)
-        sys.exit(EXIT_STATE_FILES)
-    except ConfigError as exc:  # e.g. the canary key cannot be read or made
-        click.echo(f"config error: {exc}", err=True)
-        sys.exit(3)
-    sys.exit(code)
+    # `prober run` as the executable starts it goes through prober.main, without click:
+    # this is the same daemon for `python -m prober.cli run` and click's test runner
+    sys.exit(run_daemon(config_path, ticks))
 
 
 def _ledger(cfg: Config) -> Ledger | None:

@@ -6,16 +6,14 @@ import sys
 
 import click
 
+from prober.commands.run import CONFIG_ENVVAR, DEFAULT_CONFIG, EXIT_CONFIG
 from prober.config import Config, ConfigError, load
 
-# Every command exits with this when the configuration is invalid (Nagios' UNKNOWN for
-# `prober check`), so a wrapper can tell a bad file from a failed probe.
-EXIT_CONFIG = 3
+__all__ = ["EXIT_CONFIG", "config_option", "load_or_exit"]
 
-DEFAULT_CONFIG = "/etc/prober/probes.toml"
-
+# prober.commands.run.daemon_argv reads -c/--config the same way without click
 config_option = click.option(
-    "-c", "--config", "config_path", envvar="PROBER_CONFIG", default=DEFAULT_CONFIG,
+    "-c", "--config", "config_path", envvar=CONFIG_ENVVAR, default=DEFAULT_CONFIG,
     # a plain string: load() says what is wrong with the path (a directory, a FIFO), with
     # the exit code of every other configuration error
     show_default=True, type=str, metavar="FILE",

@@ -35,7 +35,8 @@ def _config(stack: MailStack, tmp: Path, vantage: str, extra: str = "",
 
 def _start(config: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     log = (config.parent / "daemon.log").open("ab")
-    return subprocess.Popen([sys.executable, "-m", "prober.cli", "-v", "run", "-c", str(config),
+    # as the `prober` executable starts it (prober.main: the daemon without click)
+    return subprocess.Popen([sys.executable, "-m", "prober", "-v", "run", "-c", str(config),
                              *args], stdout=log, stderr=log, env={**os.environ, **(env or {})})
 
 

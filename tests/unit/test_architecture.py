@@ -38,7 +38,7 @@ def room(module: str) -> str:
     parts = module.split(".")
     if len(parts) == 1:
         return "ground"  # prober/__init__.py
-    if parts[1] == "cli":
+    if parts[1] in ("cli", "main", "__main__"):  # the click group; the executable
         return "cli"
     if len(parts) == 2 and not (PACKAGE / parts[1]).is_dir():
         return "ground"  # a top-level module: schema, lineproto, measurement, contract...
@@ -118,6 +118,7 @@ def test_the_walk_sees_the_imports_it_judges() -> None:
     assert "prober.lineproto" in edges["prober.measurement"]
     assert "prober.contract" in edges["prober.config"]
     assert room("prober.config.mail") == "config" and room("prober.schema") == "ground"
+    assert room("prober.main") == "cli" and "prober.commands.run" in edges["prober.main"]
 
 
 def test_the_architecture_page_states_the_same_order() -> None:

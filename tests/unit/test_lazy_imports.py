@@ -42,3 +42,20 @@ def test_the_daemon_without_influx_imports_nothing_heavy() -> None:
 def test_score_is_imported_when_it_runs() -> None:
     assert "prober.sla.score" in _loaded_after(
         "from prober.cli import main\nmain.get_command(None, 'score')")
+
+
+def test_the_daemon_started_as_the_executable_starts_it_imports_no_click(
+        tmp_path: Path) -> None:
+    # prober.main parses `prober run` itself: click would stay resident in the daemon
+    # (~1 MB) for a command line read once. A config error ends it before the agent runs.
+    code = ("import sys\nfrom prober.main import main\n"
+            "try:\n"
+            f"    main(['-v', 'run', '-c', {str(tmp_path / 'missing.toml')!r}])\n"
+            "except SystemExit as exc:\n"
+            "    print('exit', exc.code, file=sys.stderr)\n"
+            "import prober.agent.daemon\n"
+            "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'click')))")
+    out = subprocess.run([sys.executable, "-c", f"import json\n{code}"], capture_output=True,
+                         text=True, timeout=60, check=True)
+    assert "config error:" in out.stderr and "exit 3" in out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []

@@ -1,0 +1,5 @@
+"""`python -m prober`: the same as the `prober` executable."""
+
+from prober.main import main
+
+main()
