@@ -40,6 +40,7 @@ from prober.probes.canary_key import load_canary_key
 from prober.probes.imap import Arrival, MailboxWatcher
 from prober.probes.plan import AccessCheck, Periodic, Plan, WebmailLoad, context, plan
 from prober.probes.roundtrip import CanaryTarget, fields_at_arrival, roundtrip_point, send_canary
+from prober.probes.tls import small_tls_read_buffers
 from prober.schema import (
     ARRIVED,
     FIELD_CANARY,
@@ -116,6 +117,7 @@ class Agent:
 
     # -- life cycle ---------------------------------------------------------------------
     async def run(self) -> int:
+        small_tls_read_buffers()  # the resident memory of every TLS connection it holds
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig.name)

@@ -11,6 +11,7 @@ quarter of the daemon's.
 
 from __future__ import annotations
 
+import asyncio.sslproto
 import contextlib
 import datetime as dt
 import functools
@@ -28,6 +29,19 @@ from prober.schema import (
 )
 
 Facts = dict[str, str | float]
+
+# asyncio reads every TLS connection through a buffer of SSLProtocol.max_size (256 KiB),
+# allocated zero-filled, so resident, when the connection is made. An IMAP watcher holds
+# its connection for hours and reads a few hundred bytes at a time; a tick's submissions
+# and logins make one each at once. Two full TLS records (16 KiB of data each) per read
+# are plenty for mail protocols and cost a read per 32 KiB on a larger transfer.
+TLS_READ_BUFFER = 32 * 1024
+
+
+def small_tls_read_buffers() -> None:
+    """Make TLS connections opened from now on read through TLS_READ_BUFFER (process-wide:
+    the daemon calls it once at start)."""
+    asyncio.sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
 
 
 def client_context(endpoint: Endpoint) -> ssl.SSLContext:
