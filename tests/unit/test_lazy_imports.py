@@ -9,7 +9,7 @@ from pathlib import Path
 
 HEAVY = ("httpx", "httpcore", "h2", "influxdb_client", "urllib3", "prober.sla",
          "prober.agent.influx", "playwright", "cryptography", "prometheus_client",
-         "cssselect2", "tinycss2")
+         "cssselect2", "tinycss2", "zoneinfo")
 
 
 def _loaded_after(code: str) -> set[str]:
