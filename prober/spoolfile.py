@@ -13,14 +13,19 @@ database, its write-ahead log or its shared-memory index, so evidence handed to 
 from __future__ import annotations
 
 import contextlib
-import shutil
+import os
 import sqlite3
-import tempfile
 import time
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    # imported where used (copying a spool aside): shutil loads bz2 and lzma with their
+    # libraries at import, ~0.6 MB that the daemon, which imports this module, would keep
+    import tempfile
 
 # -- the layout (shared with prober.agent.spool) ----------------------------------------------
 POINTS = "spool_points"
@@ -83,6 +88,13 @@ def wal_path(path: Path) -> Path:
 
 def shm_path(path: Path) -> Path:
     return path.with_name(path.name + "-shm")
+
+
+def free_bytes(directory: Path) -> int:
+    """Bytes free to an unprivileged writer on `directory`'s filesystem: shutil.disk_usage's
+    `free`, without importing shutil (see above)."""
+    st = os.statvfs(directory)
+    return st.f_bavail * st.f_frsize
 
 
 def ballast_path(path: Path) -> Path:
@@ -167,6 +179,9 @@ class SpoolReader:
         elif shm.exists():
             uri = _uri(path, mode="ro", readonly_shm="1")
         else:
+            import shutil
+            import tempfile
+
             self._tmp = tempfile.TemporaryDirectory(prefix="prober-spool-")
             copy = Path(self._tmp.name) / path.name
             shutil.copyfile(path, copy)
@@ -251,7 +266,7 @@ class SpoolReader:
                           else max(0.0, (time.time_ns() - first_enqueued) / 1e9)),
             oldest_time_ns=oldest, newest_time_ns=newest,
             used_bytes=int((pages - free) * page_size), file_bytes=file_bytes,
-            free_bytes=shutil.disk_usage(self.path.parent).free, dead=int(dead),
+            free_bytes=free_bytes(self.path.parent), dead=int(dead),
             refused_total=counters.get(COUNTER_REFUSED, 0),
             pruned_total=counters.get(COUNTER_PRUNED, 0),
             ballast_present=ballast_path(self.path).exists(), by_measurement=by_m)

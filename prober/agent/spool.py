@@ -23,7 +23,6 @@ import contextlib
 import errno
 import logging
 import os
-import shutil
 import sqlite3
 import threading
 import time
@@ -35,7 +34,7 @@ from prober.config.delivery import SpoolSettings
 from prober.lineproto import measurement_name
 from prober.measurement import Measurement
 from prober.spoolfile import SCHEMA as _SCHEMA
-from prober.spoolfile import DeadRow, SpoolStats, ballast_path, lines_query
+from prober.spoolfile import DeadRow, SpoolStats, ballast_path, free_bytes, lines_query
 
 log = logging.getLogger("prober.spool")
 
@@ -252,7 +251,7 @@ class Spool:
 
     def free_bytes(self) -> int:
         try:
-            return shutil.disk_usage(self.path.parent).free
+            return free_bytes(self.path.parent)
         except OSError as exc:
             raise SpoolError(f"spool {self.path}: cannot see its filesystem: "
                              f"{exc.strerror}") from None

@@ -44,17 +44,23 @@ def test_score_is_imported_when_it_runs() -> None:
         "from prober.cli import main\nmain.get_command(None, 'score')")
 
 
-def test_the_daemon_started_as_the_executable_starts_it_imports_no_click(
+# What the daemon would keep resident for as long as it runs, for a moment's use or none:
+# click (~1 MB, for a command line read once), shutil (bz2 and lzma with their libraries,
+# ~0.6 MB, for a free-space figure), zoneinfo (~0.35 MB, without [sla]).
+NOT_IN_THE_DAEMON = ("click", "shutil", "tempfile", "bz2", "lzma", "zoneinfo")
+
+
+def test_the_daemon_started_as_the_executable_starts_it_keeps_out_what_it_does_not_use(
         tmp_path: Path) -> None:
-    # prober.main parses `prober run` itself: click would stay resident in the daemon
-    # (~1 MB) for a command line read once. A config error ends it before the agent runs.
+    # prober.main parses `prober run` itself. A config error ends it before the agent runs.
     code = ("import sys\nfrom prober.main import main\n"
             "try:\n"
             f"    main(['-v', 'run', '-c', {str(tmp_path / 'missing.toml')!r}])\n"
             "except SystemExit as exc:\n"
             "    print('exit', exc.code, file=sys.stderr)\n"
             "import prober.agent.daemon\n"
-            "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'click')))")
+            "print(json.dumps(sorted(m for m in sys.modules\n"
+            f"                       if m.split('.')[0] in {NOT_IN_THE_DAEMON!r})))")
     out = subprocess.run([sys.executable, "-c", f"import json\n{code}"], capture_output=True,
                          text=True, timeout=60, check=True)
     assert "config error:" in out.stderr and "exit 3" in out.stderr
