@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import uuid
 from collections.abc import Iterator
@@ -12,6 +13,16 @@ from pathlib import Path
 import pytest
 
 HOSTS = Path("/etc/hosts")
+# one writer at a time: test processes run side by side (scripts/test.sh's workers, other
+# checkouts' suites), and a read-modify-write beside an append would drop the append
+_LOCK = Path("/tmp/prober-hosts.lock")
+
+
+@contextlib.contextmanager
+def _locked() -> Iterator[None]:
+    with _LOCK.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 @contextlib.contextmanager
@@ -22,11 +33,12 @@ def hosts_name(addresses: list[str], domain: str = "example.test") -> Iterator[s
     name = f"pool-{uuid.uuid4().hex[:10]}.{domain}"
     mark = f"  # prober test {name}"
     lines = [f"{ip} {name}{mark}\n" for ip in addresses]
-    with HOSTS.open("a") as f:
+    with _locked(), HOSTS.open("a") as f:
         f.writelines(lines)
     try:
         yield name
     finally:
-        kept = [line for line in HOSTS.read_text().splitlines(keepends=True)
-                if not line.endswith(mark + "\n")]
-        HOSTS.write_text("".join(kept))
+        with _locked():
+            kept = [line for line in HOSTS.read_text().splitlines(keepends=True)
+                    if not line.endswith(mark + "\n")]
+            HOSTS.write_text("".join(kept))
