@@ -44,6 +44,9 @@ def test_httpx_engine_asks_for_what_chromium_asks_for(tmp_path: Path) -> None:
             assert m.fields["requests"] == len(chromium), page
 
 
+# serial: the user-space line relay and Chromium share the CPU; tests beside them would
+# move the medians this test holds to a 20 % band (scripts/test.sh runs it alone)
+@pytest.mark.serial
 def test_engines_against_chromium_on_the_packet_level_line(tmp_path: Path) -> None:
     rows = measure(BROADBAND, tmp_path, repeat=3)
     print("\n" + HEADER)
