@@ -169,7 +169,8 @@ class Roundcube:
 
     def requests(self) -> list[str]:
         """The request targets Apache served since the last `clear_requests`, as logged
-        ("GET /skins/elastic/ui.min.js?s=... HTTP/1.1 200 1234": status, body bytes)."""
+        ("GET /skins/elastic/ui.min.js?s=... HTTP/1.1 200 1234 1796035798941123 2100": status,
+        body bytes, when it came in and how long it took to serve, in microseconds)."""
         if not self.access_log.exists():
             return []
         return [line for line in self.access_log.read_text().splitlines() if line]
@@ -250,7 +251,7 @@ Group {WWW_USER}
 LoadModule php_module {php}
 ErrorLog {self.dir / "error.log"}
 LogLevel warn
-LogFormat "%r %>s %B" requests
+LogFormat "%r %>s %B %{{usec}}t %D" requests
 CustomLog {self.access_log} requests
 TypesConfig /etc/mime.types
 AddType application/x-httpd-php .php
