@@ -131,6 +131,10 @@ class PageScanner(HTMLParser):
         # classic scripts without async or defer: the parser stops at each until it has
         # run, so the elements after it are not styled, nor their images asked for, before
         self.blocking: set[str] = set()
+        # frames after a blocking script: no preload scanner asks for a frame, the parser
+        # inserts it once past the scripts before it (Roundcube's inbox: its blank frame
+        # came after its two scripts on the reference line)
+        self.frames: list[str] = []
 
     def take(self) -> list[Resource]:
         new, self._new = self._new, []
@@ -201,7 +205,10 @@ class PageScanner(HTMLParser):
                 self.lazy.append(url)
         elif tag in ("iframe", "frame"):
             if a.get("loading", "").lower() != "lazy":
-                self._add(a.get("src"), "document")
+                if self.blocking and (url := absolute(self.base, a.get("src") or "")):
+                    self.frames.append(url)  # the parser inserts it after those scripts
+                else:
+                    self._add(a.get("src"), "document")
         elif tag == "input" and a.get("type", "").lower() == "image":
             self._add(a.get("src"), "image")
         elif tag == "style":

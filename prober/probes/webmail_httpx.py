@@ -464,6 +464,10 @@ class _Loader:
     def _after(self, doc: _Doc) -> None:
         """Once the document is in: its style pass when its stylesheets are all in too,
         and the configured extra requests when its scripts have run."""
+        if doc.scanner.frames and not doc.scripts & doc.scanner.blocking:
+            frames, doc.scanner.frames = doc.scanner.frames, []
+            for url in frames:
+                self.discover(Resource(url, "document"), doc)
         if not doc.complete:
             return
         # Chromium styles the body, and so asks for its matched rules' images and fonts,

@@ -43,9 +43,13 @@ def test_html_sub_resources() -> None:
         (f"{M}/app/js/app.js", "script"),
         (f"{M}/a-1x.png", "image"),
         (f"{M}/logo.png", "image"),
-        (f"{M}/frame.html", "document"),
         (f"{M}/go.png", "image"),
     ]
+    # the frame: inserted by the parser once past app.js (blocking), never preloaded;
+    # a frame before any blocking script is asked for at once
+    assert s.frames == [f"{M}/frame.html"]
+    early, s2 = scan('<iframe src="/f.html"></iframe><script src="/x.js"></script>')
+    assert early == [(f"{M}/f.html", "document"), (f"{M}/x.js", "script")] and not s2.frames
     assert s.styles == [("link", f"{M}/app/css/main.css"),
                         ("style", "body { background: url('/bg.png') }")]
     assert [(el.tag, css) for el, css in s.inline] == [("div", "background:url(/d.png)")]
