@@ -82,6 +82,15 @@ SEGMENT_HEADER_BYTES = 52
 SYN_BYTES = 60
 ACK_BYTES = 52
 QUICKACKS = 16
+# A sender's tail loss probe (RFC 8985, as Linux schedules it): when no ACK has come back
+# within PTO = 2 x its smoothed RTT of sending a flight (plus TCP_RTO_MIN, 200 ms, when
+# the flight is one segment: the receiver may be delaying its ACK), it sends the flight's
+# last segment again. Nothing is lost on the line, but a flight that takes longer than
+# that to cross it is probed all the same: on the reference line each 2-segment
+# ClientHello (0.55 s on a 30 kbit/s uplink against a PTO of 0.29 s) and requests queued
+# behind them. The smoothed RTT starts at the handshake's and follows each flight's
+# (RFC 6298's gain of 1/8).
+TCP_RTO_MIN_S = 0.200
 
 
 def segments(offset: int, nbytes: int) -> int:
@@ -153,6 +162,7 @@ class Link:
     profile: Profile
     bytes_down: int = 0
     bytes_up: int = 0
+    probes_up: int = 0  # tail loss probes the client sent (segments sent twice)
     connections: list[ConnectionRecord] = field(default_factory=list)
     _dns: dict[str, asyncio.Future[tuple[list[str], float]]] = field(default_factory=dict)
 
@@ -231,6 +241,8 @@ class ShapedStream(httpcore.AsyncNetworkStream):
         self._closed = False
         self._acks_down = _Acks()  # the client acknowledging what the server sent
         self._acks_up = _Acks()  # the server acknowledging what the client sent
+        self._srtt = record.connect_s or link.rtt_s  # the client's, from its handshake
+        self._pad_up = 0  # bytes a browser sends more, added to the next write
         self._pump = asyncio.create_task(self._pump_loop())
 
     async def _pump_loop(self) -> None:
@@ -307,13 +319,23 @@ class ShapedStream(httpcore.AsyncNetworkStream):
         return chunk
 
     def _reserve_up(self, nbytes: int) -> tuple[float, int]:
-        """Book the uplink for `nbytes` written at once, with their segments' headers;
-        returns when they are through and how many ACKs the server sends for them."""
+        """Book the uplink for `nbytes` written at once, with their segments' headers and
+        a tail loss probe when the flight outlasts the sender's PTO; returns when they
+        are through and how many ACKs the server sends for them."""
+        now = self._loop.time()
         n_segments = segments(0, nbytes)
-        done_at = self._link.up.reserve(nbytes + SEGMENT_HEADER_BYTES * n_segments,
-                                        self._loop.time())
+        done_at = self._link.up.reserve(nbytes + SEGMENT_HEADER_BYTES * n_segments, now)
         self._link.bytes_up += nbytes
-        return done_at, self._acks_up.acks(n_segments, True)
+        acks = self._acks_up.acks(n_segments, True)
+        rtt = done_at + self._link.rtt_s - now  # when the server's ACK is back
+        pto = 2 * self._srtt + (TCP_RTO_MIN_S if n_segments == 1 else 0.0)
+        if rtt > pto:  # the last segment again, behind the flight; the server ACKs it
+            self._link.up.reserve(nbytes - MSS * (n_segments - 1) + SEGMENT_HEADER_BYTES,
+                                  now)
+            self._link.probes_up += 1
+            acks += 1
+        self._srtt += (rtt - self._srtt) / 8
+        return done_at, acks
 
     def _server_acks(self, acks: int) -> None:
         """The server's ACKs take their turn on the downlink once the data is through
@@ -321,20 +343,18 @@ class ShapedStream(httpcore.AsyncNetworkStream):
         if acks:
             self._link.down.reserve(ACK_BYTES * acks, self._loop.time())
 
-    async def charge_up(self, nbytes: int) -> None:
-        """Pay the uplink for `nbytes` that are not sent (what a browser sends more)."""
-        done_at, acks = self._reserve_up(nbytes)
-        wait = done_at - self._loop.time()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        self._server_acks(acks)
+    def pad_next_write(self, nbytes: int) -> None:
+        """The next write weighs `nbytes` more on the uplink (what a browser sends more:
+        its ClientHello), in the same flight."""
+        self._pad_up += nbytes
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
         if not buffer:
             return
         if self._closed:
             raise httpcore.WriteError("stream closed")
-        done_at, acks = self._reserve_up(len(buffer))
+        done_at, acks = self._reserve_up(len(buffer) + self._pad_up)
+        self._pad_up = 0
         try:
             async with asyncio.timeout(timeout):
                 wait = done_at - self._loop.time()
@@ -431,7 +451,7 @@ class TlsStream(httpcore.AsyncNetworkStream):
                     first = False
                     pending = self._outgoing.pending
                     if pending < BROWSER_CLIENT_HELLO_BYTES:
-                        await self._raw.charge_up(BROWSER_CLIENT_HELLO_BYTES - pending)
+                        self._raw.pad_next_write(BROWSER_CLIENT_HELLO_BYTES - pending)
                 await self._flush()
                 await self._fill()
         await self._flush()

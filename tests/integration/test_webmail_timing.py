@@ -248,3 +248,28 @@ def test_once_an_origin_chose_http1_its_next_connections_open_at_once(
     assert [c.alpn for c in link.connections] == ["http/1.1"] * 3  # one reused
     later = [c.started_at for c in link.connections[1:]]
     assert max(later) - min(later) < 0.02, later  # a handshake at dsl takes > 0.1 s
+
+
+@pytest.mark.parametrize(("profile_name", "probes"), [("dial", 1), ("cable", 0)])
+def test_a_clienthello_slower_than_the_probe_timeout_is_probed_again(
+        servers: dict[str, WebServer], certs: tuple[Path, Path], profile_name: str,
+        probes: int) -> None:
+    """Linux's tail loss probe: a browser's 2-segment ClientHello takes 0.55 s on the
+    30 kbit/s dial uplink, past 2 x the handshake's RTT (0.29 s): its last segment is
+    sent again (the reference line's trace shows it for each connection); on cable it
+    is through well within. The small request after it, one segment, is not."""
+    import ssl
+
+    import httpx
+
+    from prober.probes.throttle import EmulatedTransport, Link
+
+    link = Link(resolve_profile(profile_name))
+
+    async def main() -> None:
+        ctx = ssl.create_default_context(cafile=str(certs[0]))
+        async with httpx.AsyncClient(transport=EmulatedTransport(link, ctx)) as client:
+            await client.get(servers["tls13"].base + "/small")
+
+    asyncio.run(main())
+    assert link.probes_up == probes
