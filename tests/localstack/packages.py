@@ -6,12 +6,16 @@ import fcntl
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
 POLICY_RC = Path("/usr/sbin/policy-rc.d")
 _LOCK = Path("/tmp/prober-apt.lock")
-_updated = False
+# when `apt-get update` last ran for the stack: the suite's workers, the demo and the
+# benches each install what they miss, and one update an hour serves them all
+_UPDATED = Path("/tmp/prober-apt.updated")
+UPDATE_EVERY_S = 3600.0
 
 
 class StackError(RuntimeError):
@@ -48,8 +52,14 @@ def _have(binary: str) -> bool:
     return shutil.which(binary, path="/usr/sbin:/usr/bin:/sbin:/bin") is not None
 
 
+def _fresh(stamp: Path) -> bool:
+    try:
+        return time.time() - stamp.stat().st_mtime < UPDATE_EVERY_S
+    except OSError:
+        return False
+
+
 def _apt_install(packages: list[str], preseed: str = "") -> None:
-    global _updated
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     # "No configuration" keeps the postfix package from writing /etc/postfix/main.cf.
     subprocess.run(["debconf-set-selections"], input=b"postfix postfix/main_mailer_type select "
@@ -62,9 +72,9 @@ def _apt_install(packages: list[str], preseed: str = "") -> None:
         POLICY_RC.write_text("#!/bin/sh\nexit 101\n")
         POLICY_RC.chmod(0o755)
     try:
-        if not _updated:
+        if not _fresh(_UPDATED):  # under _LOCK (ensure_packages holds it)
             _run(["apt-get", "update", "-qq"], env)
-            _updated = True
+            _UPDATED.touch()
         _run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages], env)
     finally:
         if not had_policy:
