@@ -20,7 +20,9 @@ from tests import webmail_helpers
 from tests.webmail_model import ModelResource, predict_load_s, single_fetch_s
 from tests.webserver import WebServer, make_cert, page, server_tls_context
 
-pytestmark = pytest.mark.integration
+# serial: loads held to 5-10 % of the model; beside the other tests (four workers on
+# two cores) they came out 10-100 % slow (scripts/test.sh runs this file alone)
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 SMALL = "<html><body>" + "mail " * 400 + "</body></html>"  # ~2 KB: dial stays quick
 MEDIUM = "<html><body>" + "inbox " * 6000 + "</body></html>"  # ~36 KB
