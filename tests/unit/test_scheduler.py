@@ -327,6 +327,8 @@ class SteppedClock:
         return time.monotonic()
 
 
+# serial: real 0.2 s ticks held to +-60 %; beside four workers a tick came 0.27 s late
+@pytest.mark.serial
 @pytest.mark.parametrize("steps", [(5 * 3600.0, -6 * 3600.0), (-3600.0, 3600.0)])
 def test_wall_clock_steps_both_ways_keep_the_cadence(steps: tuple[float, float]) -> None:
     tick_s = 0.2
