@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from prober.config.mail import Mailbox, OAuth2Settings
-from prober.probes.errors import ProbeError, classify
+from prober.probes.errors import ProbeError, classify, local_cause
 from prober.probes.tls import client_context_for
 
 MAX_COMMAND_OUTPUT = 65536
@@ -181,6 +181,10 @@ def _seconds(value: object) -> float | None:
 
 def _token_error(exc: Exception, source: str) -> ProbeError:
     """What went wrong getting a token, in the token server's words, never the token's."""
+    if isinstance(exc, ProbeError):  # already classed (a CA file we could not load)
+        return exc
+    if local_cause(exc) is not None:  # no descriptor or memory left: ours
+        return classify(exc, "token")
     error = getattr(exc, "error", None)  # authlib's OAuthError: the RFC 6749 error code
     description = getattr(exc, "description", "") or ""
     answer = exc.args[1] if len(exc.args) == 2 else None  # google-auth's RefreshError

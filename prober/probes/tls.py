@@ -20,6 +20,7 @@ import socket
 import ssl
 
 from prober.config.mail import Endpoint
+from prober.probes.errors import PROBER, ProbeError, local_cause
 from prober.schema import (
     FIELD_CERT_EXPIRY_DAYS,
     FIELD_CERT_SUBJECT,
@@ -52,7 +53,21 @@ def client_context(endpoint: Endpoint) -> ssl.SSLContext:
     if endpoint.ca_file:
         with contextlib.suppress(OSError):  # a missing file fails in load_verify_locations
             stamp = os.stat(endpoint.ca_file).st_mtime_ns
-    return _context(endpoint.ca_file, stamp, endpoint.tls_verify)
+    return _built(endpoint.ca_file, stamp, endpoint.tls_verify)
+
+
+def _built(ca_file: str | None, stamp: int | None, verify: bool) -> ssl.SSLContext:
+    """The context, or ProbeError("prober", "tls", ...): a CA file we cannot read or parse,
+    or a host out of descriptors or memory while loading the CA store, is our failure
+    before any byte reaches the server, never the server's TLS."""
+    try:
+        return _context(ca_file, stamp, verify)
+    except (OSError, ssl.SSLError, MemoryError) as exc:
+        cause = local_cause(exc)
+        what = f"the CA file {ca_file}" if ca_file else "the system's CA certificates"
+        why = cause or (getattr(exc, "strerror", None) or getattr(exc, "reason", None)
+                        or str(exc))
+        raise ProbeError(PROBER, "tls", f"cannot load {what}: {why}") from None
 
 
 def client_context_for(ca_file: str | None) -> ssl.SSLContext:
@@ -61,7 +76,7 @@ def client_context_for(ca_file: str | None) -> ssl.SSLContext:
     if ca_file:
         with contextlib.suppress(OSError):
             stamp = os.stat(ca_file).st_mtime_ns
-    return _context(ca_file, stamp, True)
+    return _built(ca_file, stamp, True)
 
 
 @functools.lru_cache(maxsize=32)

@@ -142,5 +142,6 @@ def test_kinds_are_all_produced() -> None:
         classify(cert_error(), "s").kind,
         classify(BrokenPipeError(), "s").kind,
         classify(ValueError(), "s").kind,
+        classify(OSError(errno.EMFILE, "Too many open files"), "s").kind,
     }
     assert produced == set(KINDS) - {"auth"}
