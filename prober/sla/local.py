@@ -59,6 +59,7 @@ from prober.schema import (
     TAG_VANTAGE,
     WEBMAIL_LOAD,
     AccessOutcome,
+    ErrorClass,
     RoundtripOutcome,
     WebmailOutcome,
 )
@@ -92,13 +93,13 @@ _SCRATCH = """
 CREATE TABLE hb (vantage TEXT NOT NULL, minute INTEGER NOT NULL,
                  PRIMARY KEY (vantage, minute)) WITHOUT ROWID;
 CREATE TABLE acc (time_ns INTEGER NOT NULL, minute INTEGER NOT NULL, vantage TEXT NOT NULL,
-                  mailbox TEXT NOT NULL, protocol TEXT NOT NULL,
+                  mailbox TEXT NOT NULL, protocol TEXT NOT NULL, ecls TEXT NOT NULL,
                   UNIQUE (vantage, mailbox, protocol, time_ns));
 CREATE TABLE acc_ok (time_ns INTEGER NOT NULL, minute INTEGER NOT NULL,
                      vantage TEXT NOT NULL, mailbox TEXT NOT NULL, protocol TEXT NOT NULL,
                      UNIQUE (vantage, mailbox, protocol, time_ns));
 CREATE TABLE rt (time_ns INTEGER NOT NULL, sid INTEGER NOT NULL, outcome TEXT,
-                 canary TEXT, d REAL, s REAL, r REAL, error TEXT);
+                 canary TEXT, d REAL, s REAL, r REAL, error TEXT, ecls TEXT);
 CREATE TABLE wm (time_ns INTEGER NOT NULL, vantage TEXT NOT NULL, profile TEXT NOT NULL,
                  target TEXT NOT NULL, outcome TEXT NOT NULL, open_s REAL, load_s REAL,
                  timeout_s REAL, cls TEXT, error TEXT, ecls TEXT,
@@ -348,7 +349,7 @@ class LocalEvidence:
         """`_points` and `_split` unrolled for the month's largest measurement: a canary's
         pending write is taken without its fields (its fate carries them all again), its
         fate through one regex check and one findall."""
-        sql = "INSERT INTO rt VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        sql = "INSERT INTO rt VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
         batch: list[tuple] = []
         group: dict[str, Raw] = {}
         at = -1
@@ -417,15 +418,18 @@ class LocalEvidence:
             self._count_access(key, n)
         rows = []
         # the LIKE is a superset (a string field could hold the words); the tags decide
-        for key, _fields, time_ns in self._points(
+        for key, fields, time_ns in self._points(
                 self._rows(spool, MAIL_ACCESS, start_ns, end_ns,
                            f"AND line LIKE '%{TAG_OUTCOME}={AccessOutcome.FAIL}%'"), MAIL_ACCESS):
             tags = _tags(key)
             v = tags.get(TAG_VANTAGE, "")
             if v and tags.get(TAG_OUTCOME) == AccessOutcome.FAIL:
+                # ErrorClass.PROBER: a check the prober failed to make; points without the
+                # field (older agents) are the provider's failures, as they were
                 rows.append((time_ns, time_ns // MINUTE_NS, v, tags.get(TAG_MAILBOX, ""),
-                             tags.get(TAG_PROTOCOL, "")))
-        self._db.executemany("INSERT OR IGNORE INTO acc VALUES (?, ?, ?, ?, ?)", rows)
+                             tags.get(TAG_PROTOCOL, ""),
+                             _text(fields.get(FIELD_ERROR_CLASS)) or ""))
+        self._db.executemany("INSERT OR IGNORE INTO acc VALUES (?, ?, ?, ?, ?, ?)", rows)
         # the ok logins of the minutes with a failure (another address of the host that
         # answered: `[sla] dead_address = "all_fail"` reads them); only those minutes
         ok = []
@@ -481,7 +485,8 @@ class LocalEvidence:
             self._drop(MAIL_ROUNDTRIP, ARRIVED_NO_DELIVERY, time_ns)
         canary = fields.get(FIELD_CANARY)
         error = fields.get(FIELD_ERROR)
-        return (time_ns, sid, outcome, _text(canary), d, s, r, _text(error))
+        return (time_ns, sid, outcome, _text(canary), d, s, r, _text(error),
+                _text(fields.get(FIELD_ERROR_CLASS)))
 
     # -- the reductions --------------------------------------------------------------------
 
@@ -505,16 +510,21 @@ class LocalEvidence:
 
     def access_failures(self, start_ns: int, end_ns: int,
                         with_ok: bool = False) -> list[AccessFailure]:
-        out = [AccessFailure(m, v, mb, proto, n) for m, v, mb, proto, n in self._db.execute(
-            "SELECT minute, vantage, mailbox, protocol, count(*) FROM acc WHERE time_ns >= ? "
-            "AND time_ns < ? GROUP BY 1, 2, 3, 4", (start_ns, end_ns))]
+        prober = str(ErrorClass.PROBER)
+        rows = [AccessFailure(m, v, mb, proto, n, error_class=prober if ours else "")
+                for m, v, mb, proto, ours, n in self._db.execute(
+                    "SELECT minute, vantage, mailbox, protocol, ecls = ?, count(*) FROM acc "
+                    "WHERE time_ns >= ? AND time_ns < ? GROUP BY 1, 2, 3, 4, 5",
+                    (prober, start_ns, end_ns))]
+        out = [f for f in rows if not f.error_class]
+        not_made = [f for f in rows if f.error_class]
         if not with_ok:
-            return out
+            return out + not_made
         ok = {(m, v, mb, proto): n for m, v, mb, proto, n in self._db.execute(
             "SELECT minute, vantage, mailbox, protocol, count(*) FROM acc_ok WHERE "
             "time_ns >= ? AND time_ns < ? GROUP BY 1, 2, 3, 4", (start_ns, end_ns))}
         return [dataclasses.replace(f, ok=ok.get((f.minute, f.vantage, f.mailbox, f.protocol),
-                                                 0)) for f in out]
+                                                 0)) for f in out] + not_made
 
     def canary_events(self, start_ns: int, end_ns: int,
                       over_s: float | None) -> list[CanaryEvent]:
@@ -524,12 +534,13 @@ class LocalEvidence:
             cond += " OR d > ? OR s > ? OR r > ?"
             params += [over_s] * 3
         out = []
-        for time_ns, sid, outcome, canary, d, s, r, error in self._db.execute(
-                f"SELECT time_ns, sid, outcome, canary, d, s, r, error FROM rt WHERE "
+        for time_ns, sid, outcome, canary, d, s, r, error, ecls in self._db.execute(
+                f"SELECT time_ns, sid, outcome, canary, d, s, r, error, ecls FROM rt WHERE "
                 f"time_ns >= ? AND time_ns < ? AND ({cond})", params):
             route, vantage, direction, sender, recipient = self._series[sid]
             out.append(CanaryEvent(time_ns, vantage, route, direction, sender, recipient,
-                                   outcome or "", canary or "", d, s, r, error or ""))
+                                   outcome or "", canary or "", d, s, r, error or "",
+                                   ecls or ""))
         out.sort(key=lambda e: (e.time_ns, e.vantage, e.route))
         return out
 

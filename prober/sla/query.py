@@ -50,6 +50,7 @@ from prober.schema import (
     TAG_VANTAGE,
     WEBMAIL_LOAD,
     AccessOutcome,
+    ErrorClass,
     RoundtripOutcome,
     WebmailOutcome,
 )
@@ -75,6 +76,9 @@ class AccessFailure:
     protocol: str
     count: int
     ok: int = 0  # ok points of the same minute and series (asked for with `with_ok`)
+    # ErrorClass.PROBER: checks the prober itself failed to make (no descriptor left, a
+    # bug): no evidence about the provider, never a failed minute; "" for the provider's
+    error_class: str = ""
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,7 @@ class CanaryEvent:
     send_delay_s: float | None = None
     receive_delay_s: float | None = None
     error: str = ""
+    error_class: str = ""  # ErrorClass.PROBER: a send the prober failed to make, not charged
 
 
 @dataclass
@@ -158,6 +163,10 @@ class Inventory:
 JUDGED = (RoundtripOutcome.DELIVERED, RoundtripOutcome.LATE, RoundtripOutcome.LOST,
           RoundtripOutcome.SEND_FAILED)
 NOT_JUDGED = tuple(o for o in RoundtripOutcome if o not in JUDGED)
+# A `send_failed` canary whose error_class is `prober`: the prober failed to make the
+# submission (no descriptor, memory or local port left; a bug). Counted apart under this
+# name with the outcomes not judged, never charged.
+SEND_FAILED_PROBER = f"{RoundtripOutcome.SEND_FAILED} ({ErrorClass.PROBER})"
 
 # Why a point read cannot be used; the report counts each per measurement.
 NO_UPTIME = "no uptime_s field (not a heartbeat this judge can read)"
@@ -288,6 +297,14 @@ def q_access_failures(start_ns: int, end_ns: int) -> str:
             f"fill(none)")
 
 
+def q_access_prober(start_ns: int, end_ns: int) -> str:
+    """The failed checks the prober itself failed to make: taken off q_access_failures'
+    counts (a subtraction, so points without error_class, older ones, stay failures)."""
+    return (f"SELECT count(*) FROM {MAIL_ACCESS} WHERE outcome = {_q(AccessOutcome.FAIL)} AND "
+            f"{FIELD_ERROR_CLASS} = {_q(ErrorClass.PROBER)} AND {_range(start_ns, end_ns)} "
+            f"GROUP BY time(1m), vantage, mailbox, protocol fill(none)")
+
+
 def q_access_ok(start_ns: int, end_ns: int) -> str:
     """The ok logins of a run of minutes with a failure, per minute and series (one
     statement per run: InfluxQL takes no OR of time ranges, it silently answers none)."""
@@ -315,8 +332,9 @@ def q_canary_events(start_ns: int, end_ns: int, over_s: float | None) -> str:
     cond = [f"outcome = {_q(o)}" for o in EVENT_OUTCOMES]
     if over_s is not None:
         cond += [f"{f} > {float(over_s)!r}" for f in DELAY_FIELDS]
-    return (f"SELECT canary, outcome, delivery_s, send_delay_s, receive_delay_s, error "
-            f"FROM {MAIL_ROUNDTRIP} WHERE {_range(start_ns, end_ns)} AND ({' OR '.join(cond)}) "
+    return (f"SELECT canary, outcome, delivery_s, send_delay_s, receive_delay_s, error, "
+            f"error_class FROM {MAIL_ROUNDTRIP} WHERE {_range(start_ns, end_ns)} AND "
+            f"({' OR '.join(cond)}) "
             f"GROUP BY route, vantage, direction, sender, recipient")
 
 
@@ -486,10 +504,15 @@ class InfluxEvidence:
 
     def access_failures(self, start_ns: int, end_ns: int,
                         with_ok: bool = False) -> list[AccessFailure]:
-        out = [AccessFailure(m, *key, n) for m, key, n in self._access_counts(
-            self._one(q_access_failures(start_ns, end_ns)))]
+        failed, ours = self.run([q_access_failures(start_ns, end_ns),
+                                 q_access_prober(start_ns, end_ns)])
+        prober = {(m, *key): n for m, key, n in self._access_counts(ours)}
+        out = [AccessFailure(m, *key, n - prober.get((m, *key), 0))
+               for m, key, n in self._access_counts(failed) if n > prober.get((m, *key), 0)]
+        not_made = [AccessFailure(*k, n, error_class=ErrorClass.PROBER)
+                    for k, n in prober.items()]
         if not with_ok or not out:
-            return out
+            return out + not_made
         spans = minute_spans(f.minute for f in out)
         ok: dict[tuple[int, str, str, str], int] = {}
         for i in range(0, len(spans), SPANS_PER_QUERY):
@@ -497,7 +520,7 @@ class InfluxEvidence:
                 for m, key, n in self._access_counts(result):
                     ok[(m, *key)] = ok.get((m, *key), 0) + n
         return [dataclasses.replace(f, ok=ok.get((f.minute, f.vantage, f.mailbox, f.protocol),
-                                                 0)) for f in out]
+                                                 0)) for f in out] + not_made
 
     @staticmethod
     def _access_counts(series: list[dict[str, Any]]
@@ -526,7 +549,8 @@ class InfluxEvidence:
                     delivery_s=_float(row.get(FIELD_DELIVERY_S)),
                     send_delay_s=_float(row.get(FIELD_SEND_DELAY_S)),
                     receive_delay_s=_float(row.get(FIELD_RECEIVE_DELAY_S)),
-                    error=row.get(FIELD_ERROR) or ""))
+                    error=row.get(FIELD_ERROR) or "",
+                    error_class=str(row.get(FIELD_ERROR_CLASS) or "")))
         out.sort(key=lambda e: (e.time_ns, e.vantage, e.route))
         return out
 

@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from prober.schema import RoundtripOutcome
-from prober.sla.query import CanaryEvent
+from prober.sla.query import SEND_FAILED_PROBER, CanaryEvent
 from prober.sla.score import (
     BREACH,
     DELAY_EDGES,
@@ -28,6 +28,9 @@ NOT_JUDGED_WHY: dict[str, str] = {
     RoundtripOutcome.SEND_UNCERTAIN: "the provider's answer to the submission was not seen",
     RoundtripOutcome.ABANDONED: "the agent gave up its SMTP session before the provider's "
                                 "answer, and the canary never arrived: not the provider's",
+    SEND_FAILED_PROBER: "the prober failed to make the submission itself (no file "
+                        "descriptor, memory or local port left; an error in the prober): "
+                        "not the provider's",
 }
 LIST_LIMIT = 50  # evidence rows shown in table/markdown; JSON and HTML carry more
 
@@ -102,6 +105,9 @@ def to_dict(card: Scorecard) -> dict[str, Any]:
             "below_quorum_minutes_by_vantage": c.below_quorum,
             "dead_address_rule": card.dead_address,
             "dead_address_minutes_not_charged_by_mailbox": c.dead_address,
+            "access_not_measured": [
+                {"vantage": v, "mailbox": mb, "protocol": proto, "checks": n, "minutes": mins}
+                for (v, mb, proto), (n, mins) in c.not_measured.items()],
             "incidents": [_incident(i) for i in c.incidents],
             "down_minutes_by_day": {d.isoformat(): n for d, n in card.daily_down.items()},
             "unknown_minutes_by_day": {d.isoformat(): n for d, n in card.daily_unknown.items()},
@@ -189,6 +195,12 @@ def _evidence_sections(card: Scorecard) -> list[tuple[str, list[str], list[list[
                          f"([sla] dead_address = \"{card.dead_address}\")",
                          ["mailbox", "minutes"],
                          [[mb, str(n)] for mb, n in c.dead_address.items()]))
+    if c.not_measured:
+        sections.append(("Access checks not measured (the prober's own failure, error_class "
+                         "prober: never charged; minutes the vantage did not see)",
+                         ["vantage", "mailbox", "protocol", "checks", "minutes"],
+                         [[v, mb, proto, str(n), str(mins)]
+                          for (v, mb, proto), (n, mins) in c.not_measured.items()]))
     rows = []
     for side, r in (("send", card.send), ("receive", card.receive)):
         for e in [*r.over, *r.lost]:

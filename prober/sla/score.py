@@ -47,6 +47,7 @@ from prober.sla.filters import (
 )
 from prober.sla.query import (
     MINUTE_NS,
+    SEND_FAILED_PROBER,
     CanaryEvent,
     Delays,
     DelaySums,
@@ -165,6 +166,9 @@ class Connectivity:
     # `[sla] dead_address = "all_fail"`: mailbox -> minutes with a failed address while
     # another address of the host answered, not charged by that rule
     dead_address: dict[str, int] = field(default_factory=dict)
+    # access checks the prober itself failed to make (error_class "prober"): never a down
+    # minute; (vantage, mailbox, protocol) -> [checks, judged minutes], listed by name
+    not_measured: dict[tuple[str, str, str], list[int]] = field(default_factory=dict)
 
     @property
     def evaluated_minutes(self) -> int:
@@ -197,7 +201,10 @@ class Connectivity:
 
 
 def provider_side(event: CanaryEvent) -> list[str]:
-    """The contracted mailboxes a lost or refused canary speaks about."""
+    """The contracted mailboxes a lost or refused canary speaks about; none for a send the
+    prober itself failed to make (error_class "prober")."""
+    if event.error_class == ErrorClass.PROBER:
+        return []
     if event.outcome == RoundtripOutcome.SEND_FAILED:
         return ([event.sender] if event.direction in (Direction.OUTBOUND, Direction.INTERNAL)
                 else [])
@@ -225,8 +232,19 @@ def connectivity(evidence: Evidence, settings: SlaSettings, start_ns: int, end_n
     seen: dict[tuple[int, str], dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     all_fail = settings.dead_address == DEAD_ADDRESS_ALL_FAIL
     dead_address: dict[str, set[int]] = defaultdict(set)  # mailbox -> minutes not charged
+    # (minute, mailbox) -> vantages whose check of it the prober failed to make: they
+    # cannot vouch for the mailbox being up in that minute, nor say it was down
+    blind: dict[tuple[int, str], set[str]] = defaultdict(set)
+    not_made: dict[tuple[str, str, str], list[int]] = {}
     for f in evidence.access_failures(start_ns, end_ns, with_ok=all_fail):
         if contracted is None or f.mailbox in contracted:
+            if f.error_class == ErrorClass.PROBER:
+                if lo <= f.minute < hi:
+                    blind[(f.minute, f.mailbox)].add(f.vantage)
+                    entry = not_made.setdefault((f.vantage, f.mailbox, f.protocol), [0, 0])
+                    entry[0] += f.count
+                    entry[1] += f.minute not in maint and f.minute not in excl
+                continue
             if all_fail and f.ok:
                 # another address of the host answered in this minute: by the configured
                 # rule not a failed minute; counted and listed, never dropped in silence
@@ -255,7 +273,7 @@ def connectivity(evidence: Evidence, settings: SlaSettings, start_ns: int, end_n
     for (m, mb), by_vantage in seen.items():
         if not lo <= m < hi:
             continue
-        k = known(m)
+        k = known(m) - (blind.get((m, mb), set()) - set(by_vantage))
         saw = set(by_vantage) & k
         need = len(k) // 2 + 1 if settings.quorum is None else min(settings.quorum, len(k))
         if saw and len(saw) >= need:
@@ -271,6 +289,17 @@ def connectivity(evidence: Evidence, settings: SlaSettings, start_ns: int, end_n
                    if len(missing_at.get(m, ())) == len(all_v) and m not in reporting}
     else:
         unknown = set(range(lo, hi)) - set(reporting)
+    # a minute in which no vantage could check a mailbox (every one that was up failed on
+    # its own side) is unknown for the service too: that mailbox may have been down
+    for (m, mb), blinded in blind.items():
+        if mb not in down_mb.get(m, {}) and not (known(m) - blinded):
+            unknown.add(m)
+    # a vantage's minute with a check it failed to make is a minute it did not see, for
+    # the coverage (as a minute without its heartbeat)
+    blind_by_vantage: dict[str, set[int]] = defaultdict(set)
+    for (m, _mb), blinded in blind.items():
+        for v in blinded:
+            blind_by_vantage[v].add(m)
     all_down = set(down_mb)
     down = all_down - maint - excl
     by_mailbox: dict[str, int] = defaultdict(int)
@@ -294,12 +323,13 @@ def connectivity(evidence: Evidence, settings: SlaSettings, start_ns: int, end_n
         maintenance=maint, excluded=excl, down_in_maintenance=len(all_down & maint),
         down_in_exclusions=len(all_down & excl),
         unknown_by_vantage={v: len(missing.get(v, [])) for v in vantages},
-        missing_judged_by_vantage={v: len(set(missing.get(v, ())) - maint - excl)
-                                   for v in vantages},
+        missing_judged_by_vantage={v: len((set(missing.get(v, ())) | blind_by_vantage[v])
+                                          - maint - excl) for v in vantages},
         down_by_mailbox=dict(sorted(by_mailbox.items())), incidents=incidents,
         below_quorum=dict(sorted(below.items())),
         dead_address={mb: len(ms - maint - excl) for mb, ms in sorted(dead_address.items())
-                      if ms - maint - excl})
+                      if ms - maint - excl},
+        not_measured=dict(sorted(not_made.items())))
 
 
 def _runs(minutes: list[int]) -> list[list[int]]:
@@ -656,6 +686,12 @@ def score(evidence: Evidence, settings: SlaSettings, year: int, month: int,
     over_s = min(send_c.num("max_s"), recv_c.num("max_s"))
     events = (evidence.canary_events(period.start_ns, end_ns, over_s)
               if end_ns > period.start_ns else [])
+    # sends the prober itself failed to make: neither delivered nor lost, never charged;
+    # counted apart with the outcomes not judged (as `abandoned`)
+    not_sent = [e for e in events if e.error_class == ErrorClass.PROBER]
+    if not_sent:
+        events = [e for e in events if e.error_class != ErrorClass.PROBER]
+        not_judged[SEND_FAILED_PROBER] = len(not_sent)
     conn = connectivity(evidence, settings, period.start_ns, end_ns, events, contracted)
     skip = conn.maintenance | conn.excluded
     segs = segments(period.start_ns // MINUTE_NS, end_ns // MINUTE_NS, skip)
@@ -779,6 +815,11 @@ def _verdicts(clauses: Sequence[Clause], settings: SlaSettings, period: Period,
     down = len(conn.down)
     unk = conn.unknown_judged
     cov_text = f"{unk} min no vantage saw"
+    made_not = sum(n for n, _ in conn.not_measured.values())
+    if made_not:
+        first = next(iter(conn.not_measured))
+        cov_text += (f"; {made_not} access checks the prober failed to make (not charged; "
+                     f"e.g. {first[0]} {first[2]} {first[1]})")
     out = []
     for c in clauses:
         if not c.measured:

@@ -1,0 +1,87 @@
+"""Access checks and canaries the prober itself failed to make (error_class "prober"),
+judged over the real InfluxDB 1.6.7 (InfluxQL) and over a spool file: no down minute, no
+refused canary, the same counts by name from both; points without error_class (written
+before this version) are still the provider's failures."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from prober.agent.spool import Spool
+from prober.config.delivery import SpoolSettings
+from prober.config.sla import SlaSettings
+from prober.measurement import Measurement
+from prober.sla.local import spool_evidence
+from prober.sla.query import SEND_FAILED_PROBER, InfluxEvidence, InfluxTarget
+from prober.sla.score import Scorecard, score
+from tests.localstack.influx import InfluxDB1
+
+pytestmark = pytest.mark.integration
+NOW = time.time_ns()
+MIN = 60 * 10**9
+SEP = int(datetime(2026, 9, 1, tzinfo=UTC).timestamp()) * 10**9
+EMFILE = ("connect: prober: no file descriptor left in the prober's process (EMFILE): "
+          "[Errno 24] Too many open files")
+ALICE = "alice@example.test"
+
+
+def _access(minute: int, outcome: str, **fields: object) -> Measurement:
+    return Measurement("mail_access", {"vantage": "v1", "mailbox": ALICE, "protocol": "imap",
+                                       "outcome": outcome},
+                       {"total_s": 0.01, **fields}, SEP + minute * MIN)  # type: ignore[arg-type]
+
+
+def _canary(minute: int, **fields: object) -> Measurement:
+    return Measurement("mail_roundtrip", {"vantage": "v1", "route": "a-to-b", "sender": ALICE,
+                                          "recipient": "bob@example.test",
+                                          "direction": "internal"},
+                       {"outcome": "send_failed", "canary": f"c{minute}", **fields},
+                       SEP + minute * MIN)  # type: ignore[arg-type]
+
+
+def _points() -> list[Measurement]:
+    hbs = [Measurement("prober_heartbeat", {"vantage": "v1"}, {"uptime_s": 1.0},
+                       SEP + m * MIN) for m in range(0, 3000)]
+    ours = [_access(100 + i, "fail", error=EMFILE, error_class="prober") for i in range(20)]
+    ours += [_access(100 + i, "ok") for i in range(20, 40)]
+    ours += [_canary(300 + i, error=EMFILE, error_class="prober") for i in range(4)]
+    # a provider's failure, and one written before error_class existed: both charged
+    theirs = [_access(500, "fail", error="connect: refused: connection refused",
+                      error_class="refused"),
+              _access(600, "fail", error="connect: protocol: Too many open files"),
+              _canary(700, error="data: protocol: 554 rejected", error_class="protocol")]
+    return hbs + ours + theirs
+
+
+def test_influxql_and_the_spool_charge_nothing_for_the_probers_own_failures(
+        influxdb1: InfluxDB1, influx_db: str, tmp_path: Path) -> None:
+    body = [m.to_line() for m in _points()]
+    with httpx.Client(base_url=influxdb1.url, timeout=60) as client:
+        r = client.post("/write", params={"db": influx_db, "precision": "ns"},
+                        content="\n".join(body).encode())
+        assert r.status_code == 204, r.text
+    settings = SpoolSettings(path=str(tmp_path / "prober.db"), retain=True,
+                             max_age_s=10 * 365 * 86400.0)
+    with Spool(settings.path, settings) as spool:
+        spool.append_lines(body)
+    ev = InfluxEvidence(InfluxTarget(influxdb1.url, influx_db))
+    try:
+        influx = score(ev, SlaSettings(), 2026, 9, now_ns=NOW)
+    finally:
+        ev.close()
+    local = score(spool_evidence(settings.path, influx.month.start_ns, influx.month.end_ns),
+                  SlaSettings(), 2026, 9, now_ns=NOW)
+    cards: tuple[Scorecard, Scorecard] = (influx, local)
+    for card in cards:
+        down = sorted(m - SEP // MIN for m in card.conn.down)
+        print(card.source, "down", down, "not measured", card.conn.not_measured,
+              "not judged", card.not_judged, "events", len(card.events))
+        assert down == [500, 600, 700]
+        assert card.conn.not_measured == {("v1", ALICE, "imap"): [20, 20]}
+        assert card.not_judged.get(SEND_FAILED_PROBER) == 4
+        assert [e.error_class for e in card.events] == ["protocol"]
