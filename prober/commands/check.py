@@ -17,7 +17,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prober.commands.check_leftovers import Leftovers
-from prober.commands.nagios import CRITICAL, OK, SEVERITY, STATE_NAMES, UNKNOWN, WARNING, worst
+from prober.commands.nagios import (
+    CRITICAL,
+    NOT_MEASURED,
+    OK,
+    SEVERITY,
+    STATE_NAMES,
+    UNKNOWN,
+    WARNING,
+    worst,
+)
 from prober.config import Config
 from prober.measurement import Measurement
 from prober.probes.base import ProbeContext
@@ -32,6 +41,7 @@ from prober.schema import (
     FIELD_CERT_SUBJECT,
     FIELD_DELIVERY_S,
     FIELD_ERROR,
+    FIELD_ERROR_CLASS,
     FIELD_OUTCOME,
     FIELD_PEER_IP,
     MAIL_BLOCKLIST,
@@ -39,6 +49,7 @@ from prober.schema import (
     TAG_OUTCOME,
     TAG_PROTOCOL,
     AccessOutcome,
+    ErrorClass,
     RoundtripOutcome,
 )
 
@@ -286,9 +297,14 @@ def _access_row(point: Measurement, cert_warning_days: float) -> Row:
     addresses = f.get(FIELD_ADDRESSES)
     if isinstance(addresses, int) and addresses > 1:  # which of the host's addresses
         target += f" [{f.get(FIELD_PEER_IP)}]"
-    row = Row(point.tags[TAG_PROTOCOL], target, OK if ok else CRITICAL,
-              {k: _seconds(f.get(k)) for k in ("connect_s", "tls_s", "auth_s", "select_s",
-                                                "total_s")},
+    values = {k: _seconds(f.get(k)) for k in ("connect_s", "tls_s", "auth_s", "select_s",
+                                               "total_s")}
+    if not ok and f.get(FIELD_ERROR_CLASS) == ErrorClass.PROBER:
+        # the prober could not make the check (no descriptor left, a bug): nothing is known
+        # about the server, which is Nagios' UNKNOWN, not the provider's CRITICAL
+        return Row(point.tags[TAG_PROTOCOL], target, UNKNOWN, values,
+                   f"{NOT_MEASURED}: {f.get(FIELD_ERROR)}")
+    row = Row(point.tags[TAG_PROTOCOL], target, OK if ok else CRITICAL, values,
               "ok" if ok else str(f.get(FIELD_ERROR)))
     return cert_verdict(row, point, cert_warning_days) if ok else row
 
@@ -326,13 +342,21 @@ def _canary_row(config: Config, sent: Sent, point: Measurement,
               "delivery_s": _seconds(f.get(FIELD_DELIVERY_S))}
     delivery = values["delivery_s"]
     target = f"{sent.route.name} ({sent.sender.address} -> {sent.recipient.address})"
+    if (outcome == RoundtripOutcome.SEND_FAILED
+            and f.get(FIELD_ERROR_CLASS) == ErrorClass.PROBER):
+        return Row("canary", target, UNKNOWN, values,
+                   f"{NOT_MEASURED}: {outcome}: {f.get(FIELD_ERROR)}")
     if outcome in (RoundtripOutcome.SEND_FAILED, RoundtripOutcome.SEND_UNCERTAIN):
         return Row("canary", target, CRITICAL, values, f"{outcome}: {f.get(FIELD_ERROR)}")
     if delivery is None:
         # "not delivered" is never known here: the canary may be in the mailbox unseen
         # (the IMAP side failed) or arrive after the wait; a later check settles its point
-        why = (f"delivery unknown: IMAP watcher down: {watcher.last_error}"
-               if not watcher.up and watcher.last_error
+        down = watcher.last_error if not watcher.up else None
+        if down is not None and down.kind == ErrorClass.PROBER:
+            # our watcher could not look (no descriptor left): nothing known, UNKNOWN
+            return Row("canary", target, UNKNOWN, values,
+                       f"{NOT_MEASURED}: delivery unknown: IMAP watcher down: {down}")
+        why = (f"delivery unknown: IMAP watcher down: {down}" if down is not None
                else f"not seen within {_waited(config, waited_s)} s (pending)")
         return Row("canary", target, CRITICAL, values, why)
     detail = f"{outcome} in {delivery:.2f} s via {f.get('detect')}"

@@ -15,7 +15,7 @@ import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from prober.commands.nagios import CRITICAL, OK, UNKNOWN, WARNING, worst
+from prober.commands.nagios import CRITICAL, NOT_MEASURED, OK, UNKNOWN, WARNING, worst
 from prober.config.mail import Timeouts
 from prober.config.profiles import Profile
 from prober.config.webmail import WebmailTarget, page_open_clause
@@ -66,7 +66,7 @@ def row_for(target: WebmailTarget, profile: Profile, m: Measurement,
         # the prober could not make the load (no Chromium, no descriptor left): nothing is
         # known about the page, which is Nagios' UNKNOWN, not the provider's CRITICAL
         return WebmailRow("webmail", name, UNKNOWN, values,
-                          f"not measured (the prober's own failure): {f.get('error')}", m)
+                          f"{NOT_MEASURED}: {f.get('error')}", m)
     if outcome != "ok":
         return WebmailRow("webmail", name, CRITICAL, values, f"{outcome}: {f.get('error')}", m)
     opened = judged_seconds(m)
