@@ -140,7 +140,9 @@ def build(variant: str = "a") -> Scenario:
                     ms.append(Measurement(
                         "mail_access", {"vantage": v, "mailbox": mb, "protocol": proto,
                                         "outcome": "fail" if err else "ok"},
-                        {"total_s": 0.2, "connect_s": 0.01, "error": err}, _ns(v, m) + 10**8))
+                        {"total_s": 0.2, "connect_s": 0.01, "error": err,
+                         # as the agent writes a failure: with its class
+                         "error_class": "refused" if err else None}, _ns(v, m) + 10**8))
 
     send_mean = 59.95
     receive_mean = 60.05 if variant == "a" else 59.95

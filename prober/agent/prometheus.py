@@ -13,6 +13,11 @@ canary's outcome is a state set (`prober_mail_roundtrip_outcome{outcome="..."}` 
 newest settled canary, 0 for the others). Canaries still in flight (pending,
 send_uncertain) are not shown: the newest settled canary of the route is. Each series has
 `..._timestamp_seconds`, when its point was measured, so staleness is visible.
+
+A probe the prober itself failed to make (error_class "prober": no descriptor left, a bug)
+says nothing about the provider: its series shows `..._not_measured` 1 (0 on every other
+point), has no `..._success` sample (an alert on `success == 0` does not fire; one on its
+absence does), and a canary's outcome state set is 0 throughout.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from dataclasses import dataclass
 
 from prober.measurement import Measurement
 from prober.schema import (
+    FIELD_ERROR_CLASS,
     FIELD_OUTCOME,
     FIELD_PEER_IP,
     FIELD_SEQ,
@@ -37,6 +43,7 @@ from prober.schema import (
     TAG_OUTCOME,
     WEBMAIL_LOAD,
     AccessOutcome,
+    ErrorClass,
     RoundtripOutcome,
     WebmailOutcome,
 )
@@ -51,6 +58,8 @@ _COUNTERS = {"missed_ticks", "spool_refused", "spool_invalid"}
 _RENAMED = {"bytes": "received_bytes", "bytes_up": "sent_bytes"}
 _SUCCESS = {MAIL_ACCESS: AccessOutcome.OK, WEBMAIL_LOAD: WebmailOutcome.OK}
 _IN_FLIGHT = {RoundtripOutcome.PENDING, RoundtripOutcome.SEND_UNCERTAIN}
+# Measurements whose points can be the prober's own failure (`..._not_measured`)
+_MEASURED = {MAIL_ACCESS, WEBMAIL_LOAD, MAIL_ROUNDTRIP}
 _LABEL = re.compile(r"[^a-zA-Z0-9_]")
 MAX_REQUEST_BYTES = 8192
 
@@ -117,14 +126,18 @@ class Exposition:
             if math.isfinite(number):
                 kind = "counter" if metric.endswith("_total") else "gauge"
                 samples[(metric, ())] = (kind, number * factor)
-        if point.name in _SUCCESS:
+        # the prober's own failure: no verdict on the provider either way
+        ours = fields.get(FIELD_ERROR_CLASS) == ErrorClass.PROBER
+        if point.name in _MEASURED:
+            samples[(f"{first}not_measured", ())] = ("gauge", 1.0 if ours else 0.0)
+        if point.name in _SUCCESS and not ours:
             ok = point.tags.get(TAG_OUTCOME) == _SUCCESS[point.name]
             samples[(f"{first}success", ())] = ("gauge", 1.0 if ok else 0.0)
         if point.name == MAIL_ROUNDTRIP:  # a state set: the state is a label of one family
             for state in RoundtripOutcome:
                 if state not in _IN_FLIGHT:
                     samples[(f"{first}outcome", (("outcome", state.value),))] = (
-                        "gauge", 1.0 if outcome == state else 0.0)
+                        "gauge", 1.0 if outcome == state and not ours else 0.0)
         self._series[key] = _Series(point.time_ns, self.clock(), samples)
 
     def render(self) -> str:
