@@ -26,6 +26,27 @@ SYN_BYTES = 60
 ACK_BYTES = 52
 
 
+# A browser's ClientHello, as the reference line's packet trace shows Chromium's (1,931 to
+# 1,995 bytes: two segments); the emulated line sends the httpx engine's at this size.
+CLIENT_HELLO_BYTES = 1960
+# Linux's tail loss probe (RFC 8985): a flight whose ACK is not back within twice the
+# smoothed RTT (plus 200 ms for a single segment) has its last segment sent again.
+TCP_RTO_MIN_S = 0.200
+
+
+def client_hello_probe_bytes(profile: Profile) -> int:
+    """The uplink bytes of the tail loss probe a ClientHello draws on this line (0 if its
+    ACK is back in time). The smoothed RTT is the handshake's: SYN up, SYN-ACK down."""
+    down, up = profile.down_kbps * 1000 / 8, profile.up_kbps * 1000 / 8
+    srtt = profile.rtt_s + SYN_BYTES / up + SYN_BYTES / down
+    n = _segments(CLIENT_HELLO_BYTES)
+    ack_back = (CLIENT_HELLO_BYTES + n * (1500 - MSS)) / up + profile.rtt_s
+    pto = 2 * srtt + (TCP_RTO_MIN_S if n == 1 else 0.0)
+    if ack_back <= pto:
+        return 0
+    return CLIENT_HELLO_BYTES - MSS * (n - 1) + (1500 - MSS)
+
+
 def _segments(nbytes: int) -> int:
     return -(-nbytes // MSS)
 
