@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 
 from prober.config.profiles import Profile
 
-# The line's TCP/IP packets, as a packet-level line charges them: a full segment is 1500
-# bytes for 1448 of payload (the headers' share of the rate); the handshake is a 60-byte
+# The line's TCP/IP packets, as a packet-level line charges them: every segment carries 52
+# bytes of headers with at most 1448 of payload (a full one is 1500 bytes: a small
+# response pays far more than that share of the rate); the handshake is a 60-byte
 # SYN up and a 60-byte SYN-ACK down; a receiver acknowledges each of a connection's first
 # 16 segments and then every second one with a 52-byte ACK on the other direction.
 PAYLOAD_SHARE = 1448 / 1500
@@ -51,6 +52,11 @@ def _segments(nbytes: int) -> int:
     return -(-nbytes // MSS)
 
 
+def _wire(nbytes: int) -> int:
+    """`nbytes` of payload in one burst, with its segments' headers."""
+    return nbytes + (1500 - MSS) * _segments(nbytes)
+
+
 def _acks(nbytes: int) -> int:
     n = _segments(nbytes)
     return min(n, 16) + max(0, n - 16 + 1) // 2
@@ -69,11 +75,12 @@ def single_fetch_s(profile: Profile, round_trips: int, down_bytes: int, up_bytes
     """`payload_share`: what of the line rate carries payload (the rest is headers); below
     1, the handshake's packets and the server's ACKs of the request are charged too."""
     down, up = profile.down_kbps * 1000 / 8, profile.up_kbps * 1000 / 8
-    packets = 0.0
     if payload_share < 1:
         packets = (SYN_BYTES / up + SYN_BYTES / down
                    + ACK_BYTES * _acks(up_bytes) / down)
-    return (round_trips * profile.rtt_s + packets
+        return (round_trips * profile.rtt_s + packets
+                + _wire(down_bytes) / down + _wire(up_bytes) / up)
+    return (round_trips * profile.rtt_s
             + down_bytes / (down * payload_share)
             + up_bytes / (up * payload_share))
 
@@ -92,8 +99,13 @@ def predict_load_s(root: ModelResource, profile: Profile, per_host: int = 6,
     """
     issued_at: dict[str, float] = {}
     rtt = profile.rtt_s
-    down_rate = profile.down_kbps * 1000 / 8 * payload_share
-    up_rate = profile.up_kbps * 1000 / 8 * payload_share
+    packets = payload_share < 1  # the segments' headers, the handshake's and the ACKs' packets
+    # with packets charged, sizes below are bytes on the wire at the line's own rate
+    down_rate = profile.down_kbps * 1000 / 8 * (1.0 if packets else payload_share)
+    up_rate = profile.up_kbps * 1000 / 8 * (1.0 if packets else payload_share)
+
+    def wire(nbytes: int) -> int:
+        return _wire(nbytes) if packets else nbytes
     now = 0.0
     up_free = 0.0
     idle_conns = 0
@@ -105,12 +117,10 @@ def predict_load_s(root: ModelResource, profile: Profile, per_host: int = 6,
     first_connection = True
     mux_ready = 0.0  # when the one HTTP/2 connection can carry requests
 
-    packets = payload_share < 1  # the handshake's and the ACKs' packets charged too
-
     def send(res: ModelResource, ready: float) -> None:
         nonlocal up_free
         start = max(ready, up_free)
-        up_free = start + res.up_bytes / up_rate
+        up_free = start + wire(res.up_bytes) / up_rate
         scheduled.append((up_free + rtt, res))
 
     def issue(res: ModelResource) -> None:
@@ -129,12 +139,12 @@ def predict_load_s(root: ModelResource, profile: Profile, per_host: int = 6,
                 first_connection = False
             syn_at = now
             if packets:  # the SYN waits its turn on the uplink, the SYN-ACK is small
-                up_free = max(up_free, now) + SYN_BYTES * payload_share / up_rate
+                up_free = max(up_free, now) + SYN_BYTES / up_rate
                 syn_at = up_free
-                setup += SYN_BYTES * payload_share / down_rate
+                setup += SYN_BYTES / down_rate
             # the handshake's own bytes: approximated as serialized before the request
-            ready = syn_at + setup + handshake_down_bytes / down_rate
-            up_free = max(up_free, ready) + handshake_up_bytes / up_rate
+            ready = syn_at + setup + wire(handshake_down_bytes) / down_rate
+            up_free = max(up_free, ready) + wire(handshake_up_bytes) / up_rate
             mux_ready = ready
             send(res, ready)
         else:
@@ -156,9 +166,9 @@ def predict_load_s(root: ModelResource, profile: Profile, per_host: int = 6,
         if next_start <= next_done:
             entry = min(scheduled, key=lambda e: e[0])
             scheduled.remove(entry)
-            down = float(entry[1].down_bytes)
+            down = float(wire(entry[1].down_bytes))
             if packets:  # the server's ACKs of the request come first
-                down += ACK_BYTES * _acks(entry[1].up_bytes) * payload_share
+                down += ACK_BYTES * _acks(entry[1].up_bytes)
             active.append([down, entry[1]])
             continue
         finished = [a for a in active if float(a[0]) <= 1e-9]  # type: ignore[arg-type]
@@ -168,7 +178,7 @@ def predict_load_s(root: ModelResource, profile: Profile, per_host: int = 6,
             assert isinstance(res, ModelResource)
             if packets:  # the client's ACKs went up during the transfer, when the uplink
                 # was free, else they delay what comes next on it
-                ack_s = ACK_BYTES * _acks(res.down_bytes) * payload_share / up_rate
+                ack_s = ACK_BYTES * _acks(res.down_bytes) / up_rate
                 up_free = max(up_free, now - ack_s) + ack_s
             idle_conns += 1
             if trace is not None:

@@ -72,10 +72,12 @@ def test_single_fetch_formula() -> None:
     # 2 RTT + 150,000 bytes at 1.5 Mbit/s + 384 bytes at 384 kbit/s
     whole = single_fetch_s(dsl, 2, 150_000, 384, payload_share=1.0)
     assert whole == pytest.approx(0.1 + 0.8 + 0.008)
-    # with the headers' share of the line, the SYN and SYN-ACK, the server's ACK
+    # with 52 bytes of headers on each segment (104 down, 1 up), the SYN and SYN-ACK and
+    # the server's ACK
     packets = 60 * 8 / 384_000 + 60 * 8 / 1_500_000 + 52 * 8 / 1_500_000
+    headers = 104 * 52 * 8 / 1_500_000 + 52 * 8 / 384_000
     assert single_fetch_s(dsl, 2, 150_000, 384) == pytest.approx(
-        0.1 + 0.808 * 1500 / 1448 + packets)
+        0.1 + 0.808 + headers + packets)
 
 
 def test_model_shares_the_link_and_charges_new_connections() -> None:
