@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: makes the virtual environment, then runs pytest. The tests install
 # (apt-get) and start their own Postfix, Dovecot, InfluxDB and VictoriaMetrics on loopback.
-#   PROBER_TEST_WORKERS=N   pytest workers for the parallel part (default 4; 0: one process)
+#   PROBER_TEST_WORKERS=N   pytest workers for the parallel part (default 3; 0: one process)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/venv.sh
@@ -15,7 +15,7 @@ status=0
 # left the 3-minute demo for last. Tests marked `serial` hold a timing to a tight band
 # that a busy CPU would blur: they run alone, after the rest.
 parallel=0
-.venv/bin/python -m pytest -n "${PROBER_TEST_WORKERS:-4}" --dist loadfile --no-loadscope-reorder \
+.venv/bin/python -m pytest -n "${PROBER_TEST_WORKERS:-3}" --dist loadfile --no-loadscope-reorder \
   -m "not serial" "$@" || parallel=$?
 alone=0
 .venv/bin/python -m pytest -m serial "$@" -n 0 || alone=$?

@@ -140,7 +140,9 @@ def test_sigkill_with_canaries_in_flight_then_restart(mail_stack: MailStack, tmp
 
 def test_held_canary_late_then_lost_then_corrected(mail_stack: MailStack, tmp_path: Path):
     hold = f'headers = {{ "{HOLD_HEADER}" = "yes" }}\n'
-    routes_toml = ('[agent]\ntick_s = 2\n[canary]\nlate_after_s = 3\nlost_after_s = 6\n')
+    # lost_after 10 s: the first canary, released at 4.5 s, has 5.5 s to be delivered and
+    # seen, ample beside four test workers on two cores (at 6 s it was once declared lost)
+    routes_toml = ('[agent]\ntick_s = 2\n[canary]\nlate_after_s = 3\nlost_after_s = 10\n')
     config = _config(mail_stack, tmp_path, "late-lost", routes_toml, routes=[ROUTES[0]])
     config.write_text(config.read_text().replace('direction = "internal"\n',
                                                  'direction = "internal"\n' + hold))
@@ -152,10 +154,10 @@ def test_held_canary_late_then_lost_then_corrected(mail_stack: MailStack, tmp_pa
 
         wait_for("two held canaries", lambda: len(pending()) >= 2, 30)
         first, second = pending()[:2]
-        # the first: released after 4.5 s, past late_after (3 s), before lost_after (6 s)
+        # the first: released after 4.5 s, past late_after (3 s), before lost_after (10 s)
         time.sleep(max(0.0, first.time_ns / 1e9 + 4.5 - time.time()))
         mail_stack.release(str(first.fields["queue_id"]))
-        # the second: declared lost (at a tick after 6 s), then released
+        # the second: declared lost (at a tick after 10 s), then released
         wait_for("the lost verdict", lambda: "lost" in _fates(tmp_path)[
             str(second.fields["canary"])], 20)
         mail_stack.release(str(second.fields["queue_id"]))
