@@ -125,11 +125,15 @@ def test_single_page_matches_round_trips_plus_serialization(
         assert (f["bytes"], f["bytes_up"]) == (entry.bytes_out, entry.bytes_in)
     else:
         assert f["tls_version"] == ("TLSv1.3" if kind == "tls13" else "TLSv1.2")
-    # on dial the ClientHello outlasts the sender's probe timeout: its tail goes twice
+    expected = single_fetch_s(profile, ROUND_TRIPS[kind], f["bytes"], f["bytes_up"])  # type: ignore[arg-type]
+    # On dial the ClientHello outlasts the sender's probe timeout and its tail goes up
+    # twice. The formula is serial, but the probe overlaps the server's flight: its time is
+    # on the load's path in part (the client's ACKs wait behind it), between none and all.
     probe = client_hello_probe_bytes(profile) if kind != "http" else 0
-    expected = single_fetch_s(profile, ROUND_TRIPS[kind], f["bytes"],  # type: ignore[arg-type]
-                              f["bytes_up"] + probe)  # type: ignore[operator]
-    assert abs(f["load_s"] - expected) <= tolerance(expected), (f["load_s"], expected)  # type: ignore[operator]
+    upper = single_fetch_s(profile, ROUND_TRIPS[kind], f["bytes"],  # type: ignore[arg-type]
+                           f["bytes_up"] + probe)  # type: ignore[operator]
+    assert expected - tolerance(expected) <= f["load_s"] <= upper + tolerance(upper), \
+        (f["load_s"], expected, upper)
     # The phases are where the round trips are charged.
     # the round trip and the SYN and SYN-ACK (60 bytes each) on the line
     syn_s = 60 * 8 / (profile.up_kbps * 1000) + 60 * 8 / (profile.down_kbps * 1000)
