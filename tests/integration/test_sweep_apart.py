@@ -12,11 +12,8 @@ is what a slow server looks like from the prober's side.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import os
-import socket
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,9 +24,9 @@ from prober.config.mail import Endpoint
 from prober.probes.canary import build_message, new_canary_id
 from prober.probes.imap import Arrival, MailboxWatcher
 from tests.canary_helpers import TEST_KEY
+from tests.faults import PipeProxy
 from tests.fixtures_mail import load_config
 from tests.localstack.mail import MailStack
-from tests.localstack.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -37,51 +34,19 @@ OLD_CANARIES = 20
 SEARCH_DELAY_S = 4.0
 
 
-class SlowSearchProxy:
+class SlowSearchProxy(PipeProxy):
     """127.0.0.1:port -> Dovecot's plain IMAP port; a client chunk holding a SEARCH
     command reaches the server SEARCH_DELAY_S late. Everything else flows as it comes."""
 
     def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.port = free_port()
+        super().__init__(target_port)
         self.searches = 0
-        self._server = socket.create_server(("127.0.0.1", self.port))
-        self._server.settimeout(0.2)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
 
-    def __enter__(self) -> SlowSearchProxy:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self._server.close()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                client, _ = self._server.accept()
-            except TimeoutError:
-                continue
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            for src, dst, up in ((client, upstream, True), (upstream, client, False)):
-                threading.Thread(target=self._pipe, args=(src, dst, up), daemon=True).start()
-
-    def _pipe(self, src: socket.socket, dst: socket.socket, from_client: bool) -> None:
-        try:
-            while data := src.recv(65536):
-                if from_client and b" SEARCH " in data.upper():
-                    self.searches += 1
-                    time.sleep(SEARCH_DELAY_S)
-                dst.sendall(data)
-        except OSError:
-            pass
-        for sock in (src, dst):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
+    def client_chunk(self, data: bytes) -> bool:
+        if b" SEARCH " in data.upper():
+            self.searches += 1
+            time.sleep(SEARCH_DELAY_S)
+        return True
 
 
 def test_a_canary_arriving_during_the_sweep_is_detected_as_it_comes(mail_stack: MailStack,
