@@ -68,7 +68,11 @@ _NET_ERRORS = (("ERR_NAME_NOT_RESOLVED", ErrorClass.DNS),
                ("ERR_CONNECTION_TIMED_OUT", ErrorClass.TIMEOUT),
                ("ERR_CONNECTION_RESET", ErrorClass.CLOSED),
                ("ERR_CONNECTION_CLOSED", ErrorClass.CLOSED),
-               ("ERR_EMPTY_RESPONSE", ErrorClass.CLOSED))
+               ("ERR_EMPTY_RESPONSE", ErrorClass.CLOSED),
+               # the probe host's own network: its interfaces or addresses changed under
+               # the load (Chromium then aborts every request) or it has none at all
+               ("ERR_NETWORK_CHANGED", ErrorClass.PROBER),
+               ("ERR_INTERNET_DISCONNECTED", ErrorClass.PROBER))
 
 
 # Playwright's words when Chromium itself died or went away under the load (a crash, the

@@ -30,6 +30,9 @@ def chromium() -> None:
     ensure_packages({"chromium": "chromium"})
 
 
+# serial: its TUN device appearing makes every Chromium on the host abort its loads with
+# ERR_NETWORK_CHANGED (seen in a browser test on another worker)
+@pytest.mark.serial
 def test_httpx_engine_asks_for_what_chromium_asks_for(tmp_path: Path) -> None:
     with site(BROADBAND, tmp_path) as s:
         for page, target in s.targets().items():
