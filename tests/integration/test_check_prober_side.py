@@ -15,16 +15,14 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import pytest
 
-from prober.agent.spool import Spool
-from prober.config.delivery import SpoolSettings
 from prober.config.sla import SlaSettings
 from prober.measurement import Measurement
 from prober.sla.local import spool_evidence
 from prober.sla.query import SEND_FAILED_PROBER, InfluxEvidence, InfluxTarget
 from prober.sla.score import score
+from tests.evidence import write_both
 from tests.fixtures_mail import write_config
 from tests.localstack.influx import InfluxDB1
 from tests.localstack.mail import MailStack
@@ -80,14 +78,7 @@ def test_a_check_out_of_descriptors_is_unknown_and_never_charged(
     beats = [Measurement("prober_heartbeat", {"vantage": "local"}, {"uptime_s": 1.0},
                          (t + i) * 60_000_000_000) for i in range(-2, 3)]
     body = [m.to_line() for m in beats] + list(doc["measurements"])
-    with httpx.Client(base_url=influxdb1.url, timeout=60) as client:
-        w = client.post("/write", params={"db": influx_db, "precision": "ns"},
-                        content="\n".join(body).encode())
-        assert w.status_code == 204, w.text
-    settings = SpoolSettings(path=str(tmp_path / "prober.db"), retain=True,
-                             max_age_s=10 * 365 * 86400.0)
-    with Spool(settings.path, settings) as spool:
-        spool.append_lines(body)
+    write_both(influxdb1.url, influx_db, tmp_path / "prober.db", body)
     when = datetime.fromtimestamp(t * 60, UTC)
     now = time.time_ns() + 120 * 10**9
     ev = InfluxEvidence(InfluxTarget(influxdb1.url, influx_db))
@@ -95,7 +86,8 @@ def test_a_check_out_of_descriptors_is_unknown_and_never_charged(
         influx = score(ev, SlaSettings(), when.year, when.month, now_ns=now)
     finally:
         ev.close()
-    local = score(spool_evidence(settings.path, influx.month.start_ns, influx.month.end_ns),
+    local = score(spool_evidence(str(tmp_path / "prober.db"), influx.month.start_ns,
+                                 influx.month.end_ns),
                   SlaSettings(), when.year, when.month, now_ns=now)
     for card in (influx, local):
         checks = sum(n for n, _ in card.conn.not_measured.values())

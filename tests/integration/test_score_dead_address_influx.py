@@ -6,15 +6,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
-from prober.agent.spool import Spool
-from prober.config.delivery import SpoolSettings
 from prober.config.sla import SlaSettings
 from prober.sla.local import spool_evidence
 from prober.sla.query import InfluxEvidence, InfluxTarget
 from prober.sla.score import Scorecard, score
+from tests.evidence import write_both
 from tests.localstack.influx import InfluxDB1
 from tests.sla_scenarios import BOB, dead_address
 
@@ -27,14 +25,7 @@ def test_influxql_and_the_spool_apply_the_dead_address_rule(influxdb1: InfluxDB1
                                                             tmp_path: Path) -> None:
     points, contracted = dead_address()
     body = [m.to_line() for m in points]
-    with httpx.Client(base_url=influxdb1.url, timeout=60) as client:
-        r = client.post("/write", params={"db": influx_db, "precision": "ns"},
-                        content="\n".join(body).encode())
-        assert r.status_code == 204, r.text
-    settings = SpoolSettings(path=str(tmp_path / "prober.db"), retain=True,
-                             max_age_s=10 * 365 * 86400.0)
-    with Spool(settings.path, settings) as spool:
-        spool.append_lines(body)
+    write_both(influxdb1.url, influx_db, tmp_path / "prober.db", body)
 
     def both(rule: str) -> tuple[Scorecard, Scorecard]:
         sla = SlaSettings(mailboxes=(BOB,), dead_address=rule)
@@ -43,7 +34,7 @@ def test_influxql_and_the_spool_apply_the_dead_address_rule(influxdb1: InfluxDB1
             influx = score(ev, sla, 2026, 9, now_ns=NOW, contracted=contracted)
         finally:
             ev.close()
-        local = score(spool_evidence(settings.path, influx.month.start_ns,
+        local = score(spool_evidence(str(tmp_path / "prober.db"), influx.month.start_ns,
                                      influx.month.end_ns),
                       sla, 2026, 9, now_ns=NOW, contracted=contracted)
         return influx, local

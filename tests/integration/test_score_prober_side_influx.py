@@ -9,16 +9,14 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import pytest
 
-from prober.agent.spool import Spool
-from prober.config.delivery import SpoolSettings
 from prober.config.sla import SlaSettings
 from prober.measurement import Measurement
 from prober.sla.local import spool_evidence
 from prober.sla.query import SEND_FAILED_PROBER, InfluxEvidence, InfluxTarget
 from prober.sla.score import Scorecard, score
+from tests.evidence import write_both, write_influx
 from tests.localstack.influx import InfluxDB1
 
 pytestmark = pytest.mark.integration
@@ -61,20 +59,14 @@ def _points() -> list[Measurement]:
 def test_influxql_and_the_spool_charge_nothing_for_the_probers_own_failures(
         influxdb1: InfluxDB1, influx_db: str, tmp_path: Path) -> None:
     body = [m.to_line() for m in _points()]
-    with httpx.Client(base_url=influxdb1.url, timeout=60) as client:
-        r = client.post("/write", params={"db": influx_db, "precision": "ns"},
-                        content="\n".join(body).encode())
-        assert r.status_code == 204, r.text
-    settings = SpoolSettings(path=str(tmp_path / "prober.db"), retain=True,
-                             max_age_s=10 * 365 * 86400.0)
-    with Spool(settings.path, settings) as spool:
-        spool.append_lines(body)
+    write_both(influxdb1.url, influx_db, tmp_path / "prober.db", body)
     ev = InfluxEvidence(InfluxTarget(influxdb1.url, influx_db))
     try:
         influx = score(ev, SlaSettings(), 2026, 9, now_ns=NOW)
     finally:
         ev.close()
-    local = score(spool_evidence(settings.path, influx.month.start_ns, influx.month.end_ns),
+    local = score(spool_evidence(str(tmp_path / "prober.db"), influx.month.start_ns,
+                                 influx.month.end_ns),
                   SlaSettings(), 2026, 9, now_ns=NOW)
     cards: tuple[Scorecard, Scorecard] = (influx, local)
     for card in cards:
@@ -94,10 +86,7 @@ def test_dashboard_panels_show_the_probers_own_failures_apart(influxdb1: InfluxD
     import json
 
     body = [m.to_line() for m in _points()]
-    with httpx.Client(base_url=influxdb1.url, timeout=60) as client:
-        r = client.post("/write", params={"db": influx_db, "precision": "ns"},
-                        content="\n".join(body).encode())
-        assert r.status_code == 204, r.text
+    write_influx(influxdb1.url, influx_db, body)
     dash = json.loads((Path(__file__).resolve().parents[2] / "dashboards" /
                        "prober-sla.json").read_text())
 

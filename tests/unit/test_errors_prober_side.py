@@ -21,17 +21,7 @@ from prober.config.mail import Endpoint
 from prober.probes.errors import PROBER, ProbeError, classify, host_exhausted, local_cause
 from prober.probes.tls import client_context
 from prober.schema import ErrorClass
-
-
-def wrapped(cause: BaseException) -> Exception:
-    """A library error raised `from` the OS error, as aiosmtplib's SMTPConnectError is."""
-    try:
-        try:
-            raise cause
-        except BaseException as inner:
-            raise RuntimeError("Error connecting to smtp.example.com on port 587") from inner
-    except RuntimeError as outer:
-        return outer
+from tests.unit.test_errors import wrapped
 
 
 def test_prober_kind_is_the_schema_word() -> None:
